@@ -1,0 +1,121 @@
+"""Project 3D Gaussians to screen-space 2D Gaussians, as the INRIA 3DGS rasterizer does.
+
+Shared by every backend, differentiable with plain autograd, vectorised over
+[B, N]. The conventions (see the design brief, "Renderer semantics"):
+
+- world-to-camera is the inverse of the label's cam2world (OpenCV axes);
+  Gaussians with camera-space depth <= 0.2 are culled;
+- the 2D covariance is J W Sigma W^T J^T + 0.3 I, with the camera-space x/z
+  and y/z clamped to 1.3 * tan(half fov) inside the Jacobian J only;
+- pixel i of a row sits at coordinate i: x_pix = fx_pix * x / z + (W - 1) / 2,
+  the principal point is the image centre (the label's cx, cy are ignored);
+- the 3-sigma radius ceil(3 sqrt(lambda_max)) uses the INRIA 0.1 floor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from cgsgan.gaussians import GaussianScene, sh_to_rgb
+
+NEAR_PLANE = 0.2
+DILATION = 0.3  # low-pass filter added to the 2D covariance diagonal
+FRUSTUM_SLACK = 1.3  # the Jacobian's x/z, y/z clamp, in units of tan(half fov)
+ALPHA_MIN = 1.0 / 255.0  # contributions below this alpha are skipped
+
+
+@dataclass
+class Projection:
+    """Screen-space Gaussians of B images; every tensor is [B, N, ...]."""
+
+    means2d: Tensor  # [B, N, 2] pixel coordinates (x, y)
+    conics: Tensor  # [B, N, 3] (a, b, c) of the inverse 2D covariance [[a, b], [b, c]]
+    cov2d: Tensor  # [B, N, 3] (xx, xy, yy) of the dilated 2D covariance
+    depths: Tensor  # [B, N] camera-space z
+    log_opacities: Tensor  # [B, N] natural log of the opacity
+    colors: Tensor  # [B, N, 3] rgb from SH degree 0, clamped at 0
+    radii: Tensor  # [B, N] int32 3-sigma radius in pixels, 0 where culled
+
+
+def camera_from_labels(labels: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """World-to-camera rotation [B, 3, 3], translation [B, 3] and pixel focals [B, 2] (fx, fy)."""
+    cam2world = labels[:, :16].reshape(-1, 4, 4)
+    rot_c2w, t_c2w = cam2world[:, :3, :3], cam2world[:, :3, 3]
+    rot_w2c = rot_c2w.transpose(1, 2)  # rigid inverse: cam2world is orthonormal
+    t_w2c = -(rot_w2c @ t_c2w.unsqueeze(-1)).squeeze(-1)
+    # INRIA: focal = size / (2 tan(fov / 2)) with fov = 2 atan(1 / (2 f)), i.e. size * f.
+    focals = torch.stack([labels[:, 16] * width, labels[:, 20] * height], dim=-1)
+    return rot_w2c, t_w2c, focals
+
+
+def quaternion_axes(quats: Tensor) -> Tensor:
+    """Rotation matrices of unit quaternions (w, x, y, z), transposed: row k is local axis k.
+
+    quats: [..., 4] -> [..., 3, 3]
+    """
+    w, x, y, z = quats.unbind(-1)
+    rows = (
+        (1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)),
+        (2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)),
+        (2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)),
+    )
+    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
+
+
+def project(scene: GaussianScene, labels: Tensor, height: int, width: int) -> Projection:
+    """Project scene b with camera label b (labels [B, 25]) onto a height x width image."""
+    rot_w2c, t_w2c, focals = camera_from_labels(labels, height, width)
+    batch, count = scene.batch_size, scene.num_gaussians
+
+    p_cam = scene.xyz @ rot_w2c.transpose(1, 2) + t_w2c[:, None]  # [B, N, 3]
+    x, y, z = p_cam.unbind(-1)
+    in_front = z > NEAR_PLANE
+    z = torch.where(in_front, z, torch.ones_like(z))  # keeps culled Gaussians finite (and their grads 0)
+
+    fx, fy = focals[:, 0:1], focals[:, 1:2]  # [B, 1]
+    u, v = x / z, y / z
+    lim_x = FRUSTUM_SLACK * width / (2 * fx)  # 1.3 tan(fovx / 2)
+    lim_y = FRUSTUM_SLACK * height / (2 * fy)
+    u_j = torch.maximum(torch.minimum(u, lim_x), -lim_x)
+    v_j = torch.maximum(torch.minimum(v, lim_y), -lim_y)
+
+    # Local axes scaled by the standard deviations, in camera space: [B, N, 3 axes, 3 xyz].
+    axes = quaternion_axes(F.normalize(scene.rotation, dim=-1))
+    axes = (axes.reshape(batch, count * 3, 3) @ rot_w2c.transpose(1, 2)).reshape(batch, count, 3, 3)
+    axes = axes * scene.scale.exp().unsqueeze(-1)
+    # Rows of J W R S: the Jacobian of the perspective map at the (clamped) centre.
+    row_x = (fx / z).unsqueeze(-1) * (axes[..., 0] - u_j.unsqueeze(-1) * axes[..., 2])
+    row_y = (fy / z).unsqueeze(-1) * (axes[..., 1] - v_j.unsqueeze(-1) * axes[..., 2])
+    cov_xx = (row_x * row_x).sum(-1) + DILATION
+    cov_xy = (row_x * row_y).sum(-1)
+    cov_yy = (row_y * row_y).sum(-1) + DILATION
+
+    det = cov_xx * cov_yy - cov_xy * cov_xy
+    visible = in_front & (det > 0) & torch.isfinite(det)
+    det = torch.where(visible, det, torch.ones_like(det))
+    conics = torch.stack([cov_yy / det, -cov_xy / det, cov_xx / det], dim=-1)
+    means2d = torch.stack([fx * u + (width - 1) / 2, fy * v + (height - 1) / 2], dim=-1)
+
+    with torch.no_grad():
+        mid = 0.5 * (cov_xx + cov_yy)
+        lambda_max = mid + torch.sqrt(torch.clamp(mid * mid - det, min=0.1))
+        radii = torch.ceil(3 * torch.sqrt(lambda_max))
+        radii = torch.where(visible & torch.isfinite(radii), radii, torch.zeros_like(radii)).to(torch.int32)
+
+    return Projection(
+        means2d=means2d,
+        conics=conics,
+        cov2d=torch.stack([cov_xx, cov_xy, cov_yy], dim=-1),
+        depths=p_cam[..., 2],
+        log_opacities=-F.softplus(-scene.opacity.squeeze(-1)),  # log(sigmoid(x)), stable
+        colors=sh_to_rgb(scene.color),
+        radii=radii,
+    )
+
+
+LOG_ALPHA_MIN = math.log(ALPHA_MIN)
