@@ -1,18 +1,18 @@
-"""Which Gaussians each pixel cell composites, front to back.
+"""Which Gaussians each 16x16 tile composites, front to back, and where inside the tile they reach.
 
-INRIA's rule decides which 16x16 tiles a Gaussian may touch: the square of
-side 2 * radius (3 sigma of the largest eigenvalue) around its centre, mapped
-to tiles with `getRect`'s integer arithmetic. Every pixel of a selected tile
-then evaluates the Gaussian, so contributions reach past 3 sigma up to the
-tile border.
+INRIA's rule decides which tiles a Gaussian may touch: the square of side
+2 * radius (3 sigma of the largest eigenvalue) around its centre, mapped to
+tiles with `getRect`'s integer arithmetic. Every pixel of a selected tile then
+evaluates the Gaussian, so contributions reach past 3 sigma up to the tile
+border.
 
-Within those tiles we list a Gaussian only in the cells (16x16 tiles or finer
-squares of 8 or 4 pixels) where some pixel can composite it: a pixel skips a
-Gaussian whose alpha = opacity * exp(-q / 2) is below 1/255, i.e. whose
-Mahalanobis distance q exceeds Q = 2 ln(255 opacity). The pixels within reach
-form an ellipse, and for each row of cells we compute the exact x-range of
-that ellipse, so only cells it overlaps are listed. The image is the same as
-INRIA's (skipped evaluations stay skipped); there is just far less to do.
+A pixel skips a Gaussian whose alpha = opacity * exp(-q / 2) is below 1/255,
+i.e. whose Mahalanobis distance q exceeds Q = 2 ln(255 opacity). The pixels
+within reach form an ellipse, so we list a Gaussian only in tiles that ellipse
+overlaps, and with each entry we keep a bit mask of the finer *cells* (8x8 or
+4x4 squares of the tile) it overlaps, from the exact x-span of the ellipse in
+each band of pixel rows. A cell composites only the entries that have its bit,
+which gives INRIA's image (skipped evaluations stay skipped) with far less work.
 """
 
 from __future__ import annotations
@@ -27,42 +27,42 @@ from cgsgan.render.projection import Projection
 
 TILE = 16  # INRIA's tile: the unit of Gaussian selection
 _LN_255 = math.log(255.0)
-_Q_SLACK = 1e-4  # relative margin on Q, so rounding never drops a Gaussian a pixel composites
+_Q_SLACK = 1e-4  # relative margin on Q, so rounding never drops a Gaussian that a pixel composites
 _PIXEL_SLACK = 1e-3
 
 
 @dataclass
 class TileLists:
-    """Per-cell depth-sorted Gaussian lists of B images; cells numbered b * C + cy * cells_x + cx."""
+    """Per-tile depth-sorted Gaussian lists of B images; tiles numbered b * T + ty * tiles_x + tx."""
 
-    gaussian_ids: Tensor  # [M] int32 index into the flattened [B * N] Gaussians, by cell then depth
-    offsets: Tensor  # [B * C] int64 first entry of each cell
-    counts: Tensor  # [B * C] int64 number of entries of each cell
-    cell: int  # pixels per cell side (16, 8 or 4)
-    cells_x: int
-    cells_y: int
+    gaussian_ids: Tensor  # [M] int32 index into the flattened [B * N] Gaussians, by tile then depth
+    masks: Tensor  # [M] int32 bit qy * split + qx set where the entry reaches cell (qx, qy) of the tile
+    offsets: Tensor  # [B * T] int64 first entry of each tile
+    counts: Tensor  # [B * T] int64 number of entries of each tile
+    cell: int  # pixels per cell side (16, 8 or 4); split = 16 // cell cells per tile side
+    tiles_x: int
+    tiles_y: int
 
     @property
-    def cells_per_image(self) -> int:
-        return self.cells_x * self.cells_y
+    def split(self) -> int:
+        return TILE // self.cell
+
+    @property
+    def tiles_per_image(self) -> int:
+        return self.tiles_x * self.tiles_y
 
 
-_FIELDS = ("px", "py", "a", "b", "c", "q_max", "ex", "ey", "cov_xx", "cov_xy", "col0", "col1", "row0", "row1")
-
-
-def _gaussian_ranges(proj: Projection, height: int, width: int, cell: int) -> tuple[Tensor, Tensor]:
-    """Live mask [B * N] and a table [B * N, len(_FIELDS)] of what the row spans need."""
-    cells_x, cells_y = -(-width // cell), -(-height // cell)
-    per_tile = TILE // cell
+def _gaussian_ranges(proj: Projection, height: int, width: int) -> tuple[Tensor, dict[str, Tensor]]:
+    """Live mask [B * N] and per-Gaussian tile ranges and ellipse parameters."""
+    tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
     px, py = proj.means2d.detach().reshape(-1, 2).unbind(-1)
     radius = proj.radii.reshape(-1).to(px.dtype)
     # getRect: (int)((p - r) / 16) and (int)((p + r + 15) / 16), clamped to the grid. The C cast
     # truncates toward zero; negative values clamp to 0 either way, so floor is the same.
-    tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
-    col0 = torch.floor((px - radius) / TILE).clamp(0, tiles_x) * per_tile
-    col1 = (torch.floor((px + radius + TILE - 1) / TILE).clamp(0, tiles_x) * per_tile).clamp(max=cells_x)
-    row0 = torch.floor((py - radius) / TILE).clamp(0, tiles_y) * per_tile
-    row1 = (torch.floor((py + radius + TILE - 1) / TILE).clamp(0, tiles_y) * per_tile).clamp(max=cells_y)
+    col0 = torch.floor((px - radius) / TILE).clamp(0, tiles_x)
+    col1 = torch.floor((px + radius + TILE - 1) / TILE).clamp(0, tiles_x)
+    row0 = torch.floor((py - radius) / TILE).clamp(0, tiles_y)
+    row1 = torch.floor((py + radius + TILE - 1) / TILE).clamp(0, tiles_y)
 
     # Reach: pixels with q <= Q lie within +-sqrt(Q cov_xx) in x and +-sqrt(Q cov_yy) in y.
     q_max = 2.0 * (proj.log_opacities.detach().reshape(-1) + _LN_255)
@@ -71,27 +71,28 @@ def _gaussian_ranges(proj: Projection, height: int, width: int, cell: int) -> tu
     cov_xx, cov_xy, cov_yy = proj.cov2d.detach().reshape(-1, 3).unbind(-1)
     ey = torch.sqrt(q_max * cov_yy)
     ex = torch.sqrt(q_max * cov_xx)
-    row0 = torch.maximum(row0, torch.floor(torch.ceil(py - ey - _PIXEL_SLACK).clamp(min=0) / cell))
-    row1 = torch.minimum(row1, torch.floor(torch.floor(py + ey + _PIXEL_SLACK).clamp(max=height - 1) / cell) + 1)
-    col0 = torch.maximum(col0, torch.floor(torch.ceil(px - ex - _PIXEL_SLACK).clamp(min=0) / cell))
-    col1 = torch.minimum(col1, torch.floor(torch.floor(px + ex + _PIXEL_SLACK).clamp(max=width - 1) / cell) + 1)
+    row0 = torch.maximum(row0, torch.floor(torch.ceil(py - ey - _PIXEL_SLACK).clamp(min=0) / TILE))
+    row1 = torch.minimum(row1, torch.floor(torch.floor(py + ey + _PIXEL_SLACK).clamp(max=height - 1) / TILE) + 1)
+    col0 = torch.maximum(col0, torch.floor(torch.ceil(px - ex - _PIXEL_SLACK).clamp(min=0) / TILE))
+    col1 = torch.minimum(col1, torch.floor(torch.floor(px + ex + _PIXEL_SLACK).clamp(max=width - 1) / TILE) + 1)
     live = (proj.radii.reshape(-1) > 0) & reach & (row1 > row0) & (col1 > col0)
     a, b, c = proj.conics.detach().reshape(-1, 3).unbind(-1)
-    table = torch.stack([px, py, a, b, c, q_max, ex, ey, cov_xx, cov_xy, col0, col1, row0, row1], dim=1)
-    return live, table
+    fields = dict(px=px, py=py, a=a, b=b, c=c, q=q_max, ex=ex, ey=ey, right_dy=cov_xy * ex / cov_xx)
+    fields.update(col0=col0, col1=col1, row0=row0, row1=row1)
+    return live, fields
 
 
-def _row_spans(g: dict[str, Tensor], cy: Tensor, height: int, cell: int) -> tuple[Tensor, Tensor]:
-    """Exact x-range (relative to the centre) of the ellipse q <= Q within each cell row's pixel band.
+def _band_spans(g: dict[str, Tensor], top: Tensor, bottom: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact x-range, relative to the centre, of the ellipse q <= Q within pixel rows [top, bottom].
 
-    All tensors are per row [R]. q(d) = a dx^2 + 2 b dx dy + c dy^2. At height dy the ellipse spans
+    Per entry [R]. q(d) = a dx^2 + 2 b dx dy + c dy^2. At height dy the ellipse spans
     dx = (-b dy +- sqrt(a Q - D dy^2)) / a with D = ac - b^2. The left edge is convex in dy (the right
     edge concave), so over a band it is extreme at the ellipse's leftmost (rightmost) point when that
-    point's dy lies in the band, else at one of the band's ends.
+    point's dy lies in the band, else at one of the band's ends. Empty bands give (inf, -inf).
     """
-    a, b, c, q = g["a"], g["b"], g["c"], g["q_max"]
-    lo = torch.maximum(cy * cell - g["py"], -g["ey"])
-    hi = torch.minimum(torch.clamp(cy * cell + (cell - 1), max=height - 1) - g["py"], g["ey"])
+    a, b, c, q = g["a"], g["b"], g["c"], g["q"]
+    lo = torch.maximum(top - g["py"], -g["ey"])
+    hi = torch.minimum(bottom - g["py"], g["ey"])
     det = a * c - b * b
 
     def edges(dy: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,12 +102,33 @@ def _row_spans(g: dict[str, Tensor], cy: Tensor, height: int, cell: int) -> tupl
 
     left_lo, right_lo = edges(lo)
     left_hi, right_hi = edges(hi)
-    # The rightmost point of the ellipse is at dy = cov_xy sqrt(Q / cov_xx), the leftmost at minus that.
-    dy_right = g["cov_xy"] * g["ex"] / g["cov_xx"]
+    dy_right = g["right_dy"]  # the rightmost point's dy; the leftmost is at minus that
     left = torch.where((-dy_right >= lo) & (-dy_right <= hi), -g["ex"], torch.minimum(left_lo, left_hi))
     right = torch.where((dy_right >= lo) & (dy_right <= hi), g["ex"], torch.maximum(right_lo, right_hi))
     empty = lo > hi
     return left.masked_fill(empty, math.inf), right.masked_fill(empty, -math.inf)
+
+
+def _cell_masks(band_c0: list[Tensor], band_c1: list[Tensor], t0: Tensor, owner: Tensor, rank: Tensor, split: int) -> Tensor:
+    """Cell bit masks [M] of each (row, tile) entry: bit band * split + qx where band's span covers cell qx.
+
+    band_c0, band_c1: per row [R] the cell-column range [c0, c1) of each band; the entry is tile
+    t0 + rank of row `owner`.
+    """
+    if split == 1:
+        return torch.ones_like(owner)
+    # bits[lo, hi] = bits lo .. hi - 1 set, for 0 <= lo <= hi <= split
+    r = torch.arange(split + 1, device=owner.device)
+    bits = (((1 << r).unsqueeze(0) - (1 << r).unsqueeze(1)) * (r.unsqueeze(0) >= r.unsqueeze(1))).to(torch.int32)
+    bits = bits.view(-1)
+    first_cell = (t0.index_select(0, owner) + rank) * split
+    masks = torch.zeros_like(owner)
+    for band, (c0, c1) in enumerate(zip(band_c0, band_c1)):
+        lo = (c0.index_select(0, owner) - first_cell).clamp_(0, split)
+        hi = (c1.index_select(0, owner) - first_cell).clamp_(0, split)
+        hi = torch.maximum(hi, lo)
+        masks |= bits.index_select(0, lo * (split + 1) + hi) << (band * split)
+    return masks
 
 
 def _depth_order(depths: Tensor) -> Tensor:
@@ -115,57 +137,69 @@ def _depth_order(depths: Tensor) -> Tensor:
         keys = depths.contiguous().view(torch.int64)
     else:
         keys = depths.float().contiguous().view(torch.int32)
-    # Positive IEEE floats order like their bit patterns, and integer sorts are radix sorts.
+    # Positive IEEE floats order like their bit patterns; integer keys sort fastest.
     return torch.sort(keys, stable=True).indices
 
 
-def _expand(counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For int32 counts [G]: owner [S] (the item of each slot), the first slot of each item [G], S."""
+def _expand(counts: Tensor) -> tuple[Tensor, Tensor]:
+    """For int32 counts [G]: owner [S] (the item of each slot) and the first slot of each item [G]."""
     owner = torch.repeat_interleave(counts)
     first = torch.cumsum(counts, 0, dtype=torch.int32) - counts
-    return owner, first, owner.numel()
+    return owner, first
 
 
-def intersect_tiles(proj: Projection, height: int, width: int, cell: int = TILE) -> TileLists:
-    """Depth-sorted (cell, Gaussian) lists of every image of the batch."""
+def intersect_tiles(proj: Projection, height: int, width: int, cell: int = 8) -> TileLists:
+    """Depth-sorted (tile, Gaussian) lists of every image of the batch, with cell masks."""
     if cell not in (4, 8, 16):
         raise ValueError(f"cell must be 4, 8 or 16 pixels, got {cell}")
     batch, count = proj.radii.shape
     device = proj.radii.device
-    cells_x, cells_y = -(-width // cell), -(-height // cell)
-    per_image = cells_x * cells_y
+    split = TILE // cell
+    tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
+    per_image = tiles_x * tiles_y
     if batch * per_image >= 2**31 or batch * count >= 2**31:
-        raise ValueError("too many cells or Gaussians for int32 indices; render in smaller batches")
+        raise ValueError("too many tiles or Gaussians for int32 indices; render in smaller batches")
 
-    live, table = _gaussian_ranges(proj, height, width, cell)
+    live, fields = _gaussian_ranges(proj, height, width)
     flat = live.nonzero().squeeze(-1)
     flat = flat.index_select(0, _depth_order(proj.depths.detach().reshape(-1).index_select(0, flat)))
     flat = flat.to(torch.int32)
-    table = table.index_select(0, flat)
+    row1 = fields.pop("row1")
 
-    # One entry per (Gaussian, cell row), then the exact column span of each row.
-    field = {name: i for i, name in enumerate(_FIELDS)}
-    rows = (table[:, field["row1"]] - table[:, field["row0"]]).to(torch.int32)
-    owner, first, n_rows = _expand(rows)
-    table = table.index_select(0, owner)
-    g = {name: table[:, i] for name, i in field.items()}
-    rank = torch.arange(n_rows, dtype=torch.int32, device=device) - first.index_select(0, owner)
-    cy = g["row0"] + rank
-    left, right = _row_spans(g, cy, height, cell)
-    c0 = torch.maximum(g["col0"], torch.floor(torch.ceil(g["px"] + left - _PIXEL_SLACK).clamp(min=0) / cell))
-    c1 = torch.floor(torch.floor(g["px"] + right + _PIXEL_SLACK).clamp(max=width - 1) / cell) + 1
-    cols = (torch.minimum(g["col1"], c1) - c0).clamp(min=0).to(torch.int32)
-
-    # One entry per (Gaussian, cell): consecutive cells of a row.
+    # One entry per (Gaussian, tile row), with the ellipse's cell span in each band of `cell` pixel rows.
+    n_rows = (row1.index_select(0, flat) - fields["row0"].index_select(0, flat)).to(torch.int32)
+    owner, first = _expand(n_rows)
     gaussian_of_row = flat.index_select(0, owner)
-    first_cell = (gaussian_of_row // count) * per_image + cy.to(torch.int32) * cells_x + c0.to(torch.int32)
-    owner, first, n_pairs = _expand(cols)
-    cell_ids = torch.arange(n_pairs, dtype=torch.int32, device=device) + (first_cell - first).index_select(0, owner)
-    gaussian_ids = gaussian_of_row.index_select(0, owner)
+    g = {name: value.index_select(0, gaussian_of_row) for name, value in fields.items()}
+    ty = g["row0"].to(torch.int32) + (torch.arange(owner.numel(), dtype=torch.int32, device=device) - first.index_select(0, owner))
+    band_c0, band_c1 = [], []
+    for band in range(split):
+        top = ty * TILE + band * cell
+        left, right = _band_spans(g, top, torch.clamp(top + (cell - 1), max=height - 1))
+        x0 = torch.ceil(g["px"] + left - _PIXEL_SLACK).clamp_(min=0)
+        x1 = torch.floor(g["px"] + right + _PIXEL_SLACK).clamp_(max=width - 1)
+        c0 = torch.floor(x0 / cell).to(torch.int32)
+        c1 = torch.where(x1 >= x0, torch.floor(x1 / cell) + 1, x0.new_zeros(())).to(torch.int32)
+        band_c0.append(c0)
+        band_c1.append(torch.maximum(c1, c0))  # empty bands as empty ranges
+    c0_min = band_c0[0] if split == 1 else torch.stack(band_c0).amin(0)
+    c1_max = band_c1[0] if split == 1 else torch.stack(band_c1).amax(0)
+    t0 = torch.maximum(g["col0"].to(torch.int32), torch.div(c0_min, split, rounding_mode="floor"))
+    t1 = torch.minimum(g["col1"].to(torch.int32), torch.div(c1_max + split - 1, split, rounding_mode="floor"))
+    n_tiles = (t1 - t0).clamp_(min=0)
 
-    # Entries are in depth order; a stable sort by cell keeps that order within each cell.
-    cell_ids, perm = torch.sort(cell_ids, stable=True)
-    gaussian_ids = gaussian_ids.index_select(0, perm)
-    counts = torch.bincount(cell_ids, minlength=batch * per_image)
+    # One entry per (Gaussian, tile): consecutive tiles of a row, each with its cell mask.
+    first_tile = torch.div(gaussian_of_row, count, rounding_mode="floor") * per_image + ty * tiles_x + t0
+    owner, first = _expand(n_tiles)
+    rank = torch.arange(owner.numel(), dtype=torch.int32, device=device) - first.index_select(0, owner)
+    tile_ids = first_tile.index_select(0, owner) + rank
+    gaussian_ids = gaussian_of_row.index_select(0, owner)
+    masks = _cell_masks(band_c0, band_c1, t0, owner, rank, split)
+
+    # Entries are in depth order; a stable sort by tile keeps that order within each tile.
+    tile_ids, perm = torch.sort(tile_ids, stable=True)
+    counts = torch.bincount(tile_ids, minlength=batch * per_image)
     offsets = torch.cumsum(counts, 0) - counts
-    return TileLists(gaussian_ids, offsets, counts, cell, cells_x, cells_y)
+    return TileLists(
+        gaussian_ids.index_select(0, perm), masks.index_select(0, perm), offsets, counts, cell, tiles_x, tiles_y
+    )

@@ -1,17 +1,19 @@
-"""Pure-PyTorch alpha compositing of cell lists: any device, differentiable, memory-bounded.
+"""Pure-PyTorch alpha compositing of tile lists: any device, differentiable, memory-bounded.
 
 Per pixel, front to back (INRIA semantics): alpha = min(0.99, o * exp(power)),
 skipped below 1/255; stop before the Gaussian that would take the
 transmittance below 1e-4; colour and depth are sum f_i alpha_i T_i.
 
-How it is computed. A pool of A cells is composited in *rounds*: every cell
-takes its next K Gaussians, so a round is a dense [A, K, P] block (P pixels a
-cell). The exponent log2(o) + power * log2(e) of a pixel relative to its cell
-centre is a quadratic in the pixel's offset, so the whole block is one matrix
-product of per-(cell, Gaussian) coefficients [A * K, 6] with fixed pixel
-features [6, P], then exp2. Transmittance is a cumulative product over K.
+How it is computed. Work is done per *cell* (an 8x8 or 4x4 square of a 16x16
+tile): a cell walks its tile's depth-sorted list and takes the entries whose
+mask has its bit. A pool of A cells is composited in rounds: each cell takes
+its next K entries, so a round is a dense [A, K, P] block (P pixels a cell).
+The exponent log2(o) + power * log2(e) of a pixel relative to its cell centre
+is a quadratic in the pixel's offset, so the whole block is one matrix product
+[A * K, 6] x [6, P], then exp2; transmittance is a cumulative product over K.
+The round's large buffers are allocated once per call and reused.
 A cell leaves the pool once all its pixels have stopped or its list is done,
-and a waiting cell takes its slot, so blocks keep a cache-sized shape and no
+and a waiting cell takes its slot, so rounds keep a cache-sized shape and no
 pixels x Gaussians matrix of the whole image ever exists.
 
 The backward pass replays the recorded rounds front to back, recomputing
@@ -30,7 +32,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from cgsgan.render.projection import ALPHA_MIN
-from cgsgan.render.tiles import TileLists
+from cgsgan.render.tiles import TILE, TileLists
 
 ALPHA_MAX = 0.99
 T_MIN = 1e-4  # stop before transmittance falls below this
@@ -40,20 +42,39 @@ _E_MIN = -20.0  # exp2(-20) < 1/255: clamping there avoids denormals and changes
 _E_MAX = math.log2(ALPHA_MAX)
 _PAD_LOG2_OPACITY = -1000.0  # the padding entry has alpha 0
 CHANNELS = 4  # r, g, b, depth
-DEFAULT_BUDGET = 1 << 20  # elements of one round's block: 4 MB in float32, cache-sized
+_TINY = 1e-20  # keeps suffix / T finite where both are 0 (the weight is 0 there)
+DEFAULT_BUDGET = 1 << 21  # elements of one round's block (8 MB in float32); fewer, larger rounds pay off
+TABLE_COLUMNS = 10  # x, y, a, b, c, log2 opacity, r, g, b, depth
 
 
-@dataclass
-class Step:
-    """One recorded round, and how the pool changes after it."""
+# ------------------------------------------------------------------ cell layout
+def cells_per_tile(lists: TileLists) -> int:
+    return lists.split * lists.split
 
-    cells: Tensor  # [A] cell in each slot
-    start: Tensor  # [A] list index of the slot's first entry in this round
-    end: Tensor  # [A] list index past the slot's last entry
-    width: int  # K
-    refill_slots: Tensor | None = None  # slots that take a waiting cell after this round
-    refill_cells: Tensor | None = None
-    keep: Tensor | None = None  # slots kept once no cell is waiting
+
+def in_image_mask(lists: TileLists, batch: int, height: int, width: int, dtype, device) -> Tensor:
+    """[B * T * S, P] 1 for pixels inside the image, 0 in the padding of edge tiles."""
+    ys = torch.arange(lists.tiles_y * TILE, device=device) < height
+    xs = torch.arange(lists.tiles_x * TILE, device=device) < width
+    mask = (ys[:, None] & xs[None, :]).to(dtype).unsqueeze(0).expand(batch, -1, -1)
+    return to_cells(mask.unsqueeze(1), lists).squeeze(1)
+
+
+def to_image(cells: Tensor, batch: int, lists: TileLists, height: int, width: int) -> Tensor:
+    """[B * T * S, ch, P] per-cell pixels -> [B, ch, H, W]."""
+    s, n, ch = lists.split, lists.cell, cells.shape[1]
+    img = cells.reshape(batch, lists.tiles_y, lists.tiles_x, s, s, ch, n, n)
+    img = img.permute(0, 5, 1, 3, 6, 2, 4, 7).reshape(batch, ch, lists.tiles_y * TILE, lists.tiles_x * TILE)
+    return img[:, :, :height, :width]
+
+
+def to_cells(image: Tensor, lists: TileLists) -> Tensor:
+    """[B, ch, H, W] -> [B * T * S, ch, P] (zeros in the padding of edge tiles)."""
+    b, ch, h, w = image.shape
+    s, n = lists.split, lists.cell
+    image = F.pad(image, (0, lists.tiles_x * TILE - w, 0, lists.tiles_y * TILE - h))
+    img = image.reshape(b, ch, lists.tiles_y, s, n, lists.tiles_x, s, n)
+    return img.permute(0, 2, 5, 3, 6, 1, 4, 7).reshape(-1, ch, n * n)
 
 
 def _pixel_features(cell: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -64,93 +85,198 @@ def _pixel_features(cell: int, dtype: torch.dtype, device: torch.device) -> Tens
     return torch.stack([qx * qx, qx * qy, qy * qy, qx, qy, torch.ones_like(qx)])
 
 
-def _entry_ids(ids: Tensor, start: Tensor, end: Tensor, width: int) -> Tensor:
-    """Gaussian ids [A * K] of the list entries start .. start + K of each slot; the padding id at or past end.
+def _cell_centres(lists: TileLists, cells: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Pixel coordinates (x [A], y [A]) of the centres of the given cells."""
+    s = lists.split
+    tile, sub = torch.div(cells, s * s, rounding_mode="floor"), cells % (s * s)
+    local = tile % lists.tiles_per_image
+    tx, ty = local % lists.tiles_x, torch.div(local, lists.tiles_x, rounding_mode="floor")
+    half = (lists.cell - 1) / 2
+    cx = (tx * TILE + (sub % s) * lists.cell).to(dtype) + half
+    cy = (ty * TILE + torch.div(sub, s, rounding_mode="floor") * lists.cell).to(dtype) + half
+    return cx, cy
 
-    ids: the lists' gaussian_ids with the padding id appended.
+
+# ----------------------------------------------------------------------- rounds
+@dataclass
+class Step:
+    """One recorded round, and how the pool changes after it."""
+
+    cells: Tensor  # [A] cell in each slot
+    start: Tensor  # [A] list index where the slot's window starts
+    end: Tensor  # [A] list index past the slot's tile list
+    width: int  # K entries per slot
+    window: int  # W list entries scanned per slot
+    refill_slots: Tensor | None = None  # slots that take a waiting cell after this round
+    refill_cells: Tensor | None = None
+    keep: Tensor | None = None  # slots kept once no cell is waiting
+
+
+@dataclass
+class _Padded:
+    """Tile lists with a padding entry appended (the padding Gaussian: alpha 0, mask 0)."""
+
+    lists: TileLists
+    ids: Tensor  # [M + 1]
+    masks: Tensor  # [M + 1]
+
+    @classmethod
+    def of(cls, lists: TileLists, pad_id: int) -> _Padded:
+        ids = torch.cat([lists.gaussian_ids, lists.gaussian_ids.new_full((1,), pad_id)])
+        return cls(lists, ids, torch.cat([lists.masks, lists.masks.new_zeros(1)]))
+
+
+def _select(padded: _Padded, step: Step) -> tuple[Tensor, Tensor]:
+    """Gaussian ids [A * K] of each slot's next K entries that carry its cell bit, and entries consumed [A].
+
+    Slots with fewer than K such entries in their window are padded with the padding id (alpha 0).
     """
-    index = start.unsqueeze(1) + torch.arange(width, device=start.device)
-    index = torch.where(index < end.unsqueeze(1), index, ids.numel() - 1)
-    return ids.index_select(0, index.view(-1))
+    lists = padded.lists
+    a, k, w = step.cells.numel(), step.width, step.window
+    pad = lists.gaussian_ids.numel()  # index of the padding entry
+    index = step.start.unsqueeze(1) + torch.arange(w, device=step.start.device)
+    index = torch.where(index < step.end.unsqueeze(1), index, pad)
+    bit = 1 << (step.cells % cells_per_tile(lists)).to(torch.int32)
+    take = (padded.masks.index_select(0, index.view(-1)).view(a, w) & bit.unsqueeze(1)) != 0
+    rank = torch.cumsum(take, 1, dtype=torch.int32)
+    consumed = torch.where(rank[:, -1] >= k, (rank < k).sum(1, dtype=torch.int64) + 1, w)
+    dest = torch.where(take & (rank <= k), rank.long() - 1, k)
+    chosen = torch.full((a, k + 1), pad, dtype=index.dtype, device=index.device).scatter_(1, dest, index)
+    return padded.ids.index_select(0, chosen[:, :k].reshape(-1)), consumed
 
 
 def _coefficients(rows: Tensor, lists: TileLists, cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Exponent coefficients psi [6, A * K] and the offsets mx, my [A * K] from the cell centres.
+    """Exponent coefficients psi [A * K, 6] and the offsets mx, my [A, K] from the cell centres.
 
-    rows: [A * K, >= 6] (x, y, a, b, c, log2 opacity, ...). The base-2 exponent of a pixel at offset q
-    from its cell centre is phi(q) . psi, with phi = (qx^2, qx qy, qy^2, qx, qy, 1).
+    rows: [A * K, 10] rows of the scaled table (x, y, s0, s1, s2, log2 o, ...), where s0, s1, s2
+    = -log2(e) (a / 2, b, c / 2). The base-2 exponent of a pixel at offset q from its cell centre is
+    phi(q) . psi, with phi = (qx^2, qx qy, qy^2, qx, qy, 1); for the Gaussian at offset m from the
+    centre, psi = (s0, s1, s2, -(2 s0 mx + s1 my), -(s1 mx + 2 s2 my), s0 mx^2 + s1 mx my + s2 my^2 + lo).
     """
-    local = cells % lists.cells_per_image
-    half = (lists.cell - 1) / 2
-    k = rows.shape[0] // cells.numel()
-    cx = (local % lists.cells_x).to(rows.dtype).mul_(lists.cell).add_(half).repeat_interleave(k)
-    cy = torch.div(local, lists.cells_x, rounding_mode="floor").to(rows.dtype).mul_(lists.cell).add_(half)
-    x, y, a, b, c, log2_o = rows[:, :6].unbind(-1)
-    mx, my = x - cx, y - cy.repeat_interleave(k)
-    ax_by, bx_cy = a * mx + b * my, b * mx + c * my
-    const = (mx * ax_by + my * bx_cy).mul_(-0.5 * LOG2E).add_(log2_o)
-    psi = torch.stack([a * (-0.5 * LOG2E), b * -LOG2E, c * (-0.5 * LOG2E), ax_by * LOG2E, bx_cy * LOG2E, const])
-    return psi, mx, my
+    a = cells.numel()
+    cx, cy = _cell_centres(lists, cells, rows.dtype)
+    r = rows.view(a, -1, rows.shape[1])
+    mx, my = r[..., 0] - cx.unsqueeze(1), r[..., 1] - cy.unsqueeze(1)
+    s0, s1, s2 = r[..., 2], r[..., 3], r[..., 4]
+    u, v, w = s0 * mx, s1 * my, s2 * my
+    psi = torch.empty(a, r.shape[1], 6, dtype=rows.dtype, device=rows.device)
+    psi[..., :3] = r[..., 2:5]
+    torch.add(v, u, alpha=2.0, out=psi[..., 3]).neg_()
+    torch.add(s1 * mx, w, alpha=2.0, out=psi[..., 4]).neg_()
+    torch.addcmul(torch.addcmul(r[..., 5], u + v, mx), w, my, out=psi[..., 5])
+    return psi.view(-1, 6), mx, my
 
 
-def _alpha(psi: Tensor, phi_t: Tensor, slots: int, with_cap: bool = False) -> tuple[Tensor, Tensor | None]:
-    """alpha [A, P, K] and, if asked, where the 0.99 cap binds.
+def _alpha(psi: Tensor, phi: Tensor, out: Tensor) -> Tensor:
+    """alpha [A, K, P] written into `out`: one matrix product for every exponent of the round."""
+    torch.mm(psi, phi, out=out.view(psi.shape[0], phi.shape[1])).clamp_(_E_MIN, _E_MAX)
+    return F.threshold_(out.exp2_(), ALPHA_MIN, 0.0)
 
-    One matrix product [P, 6] x [6, A * K] gives the exponents; the result is laid out [P, A, K]
-    and returned as an [A, P, K] view (K stays contiguous, which the scans over K want).
+
+def _scan_(x: Tensor, op) -> Tensor:
+    """In-place inclusive scan over dim 1 of x [A, K, P] with op (mul_ or add_).
+
+    Scans over a middle dim are slow on CPU; for wide rounds a loop of slab ops is faster.
     """
-    exponent = (phi_t @ psi).clamp_(_E_MIN, _E_MAX)
-    capped = exponent >= _E_MAX if with_cap else None
-    alpha = F.threshold_(exponent.exp2_(), ALPHA_MIN, 0.0)
-    view = alpha.view(phi_t.shape[0], slots, -1).transpose(0, 1)
-    return view, None if capped is None else capped.view_as(alpha).view(phi_t.shape[0], slots, -1).transpose(0, 1)
+    if x.device.type != "cpu" or x.shape[0] * x.shape[2] < 32768:
+        return x.cumprod_(1) if op is torch.Tensor.mul_ else x.cumsum_(1)
+    for j in range(1, x.shape[1]):
+        op(x[:, j], x[:, j - 1])
+    return x
 
 
-def _transmittance(alpha: Tensor, t_in: Tensor) -> Tensor:
-    """[A, P, K + 1]: entry k is the transmittance before entry k, the last one after all K."""
-    a, p, k = alpha.shape
-    buf = torch.empty(a, p, k + 1, dtype=alpha.dtype, device=alpha.device)
-    buf[..., 0] = t_in
-    torch.sub(alpha.new_ones(()), alpha, out=buf[..., 1:])
-    return buf.cumprod_(dim=-1)
+def _composite_weights(alpha: Tensor, t_in: Tensor, trans: Tensor) -> Tensor:
+    """Compositing weights [A, K, P], written over alpha; trans [A, K + 1, P] gets the transmittance.
+
+    t_in [A, P] is the transmittance before the round (0 for pixels that have stopped). Row k + 1 of
+    trans is the transmittance after entry k, set to 0 from the entry that would take it below 1e-4:
+    that entry and every later one are skipped, as INRIA does. The weight of entry k is then
+    alpha_k T_k = T_k+1 alpha_k / (1 - alpha_k), which is 0 for the skipped entries, with no masks.
+    """
+    a, k, p = alpha.shape
+    trans = trans.view(a, k + 1, p)
+    trans[:, 0] = t_in
+    torch.sub(alpha.new_ones(()), alpha, out=trans[:, 1:])
+    alpha.div_(trans[:, 1:])  # alpha / (1 - alpha); finite since alpha <= 0.99
+    _scan_(trans, torch.Tensor.mul_)
+    F.threshold_(trans[:, 1:], T_MIN, 0.0)
+    return alpha.mul_(trans[:, 1:])
 
 
-def _in_image(lists: TileLists, batch: int, height: int, width: int, dtype, device) -> Tensor:
-    """[B * C, P] 1 for pixels inside the image, 0 in the padding of partial cells."""
-    n = lists.cell
-    ys = torch.arange(lists.cells_y * n, device=device) < height
-    xs = torch.arange(lists.cells_x * n, device=device) < width
-    mask = (ys[:, None] & xs[None, :]).to(dtype)
-    mask = mask.reshape(lists.cells_y, n, lists.cells_x, n).permute(0, 2, 1, 3).reshape(-1, n * n)
-    return mask.repeat(batch, 1)
+def _round_size(budget: int, pixels: int, slots: int) -> int:
+    """Elements of the largest [A, K + 1, P] block a round can use (rounds never exceed the budget,
+    except that a single slot always gets at least 32 entries)."""
+    return max(budget, pixels * 32) + slots * pixels
 
 
-def to_image(cells: Tensor, batch: int, lists: TileLists, height: int, width: int) -> Tensor:
-    """[B * C, ch, P] per-cell pixels -> [B, ch, H, W]."""
-    n, ch = lists.cell, cells.shape[1]
-    img = cells.reshape(batch, lists.cells_y, lists.cells_x, ch, n, n)
-    img = img.permute(0, 3, 1, 4, 2, 5).reshape(batch, ch, lists.cells_y * n, lists.cells_x * n)
-    return img[:, :, :height, :width]
+class _Workspace:
+    """Flat buffers for a round's large tensors, allocated once per pass (fresh memory is slow to touch)."""
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device, count: int):
+        self.buffers = [torch.empty(size, dtype=dtype, device=device) for _ in range(count)]
+
+    def view(self, i: int, *shape: int) -> Tensor:
+        return self.buffers[i][: math.prod(shape)].view(*shape)
 
 
-def to_cells(image: Tensor, lists: TileLists) -> Tensor:
-    """[B, ch, H, W] -> [B * C, ch, P] (zeros in the padding of partial cells)."""
-    b, ch, h, w = image.shape
-    n = lists.cell
-    image = F.pad(image, (0, lists.cells_x * n - w, 0, lists.cells_y * n - h))
-    img = image.reshape(b, ch, lists.cells_y, n, lists.cells_x, n)
-    return img.permute(0, 2, 4, 1, 3, 5).reshape(-1, ch, n * n)
+def _round_width(active: int, pixels: int, budget: int, previous: int) -> int:
+    """Entries per slot: 32, more once the pool drains (A * P * K stays near the budget).
 
-
-def _round_width(active: int, pixels: int, budget: int) -> int:
-    """Entries per cell in a round: 32, more once the pool drains, keeping A * K * P near the budget."""
+    The width at most doubles from one round to the next: most pixels stop within their first few
+    dozen Gaussians, and the cells still going after several rounds are the ones with long tails.
+    """
     width = 32
-    while width < 512 and active * pixels * width * 2 <= budget:
+    while width < min(512, 2 * previous) and active * pixels * width * 2 <= budget:
         width *= 2
     return width
 
 
-def _advance(step: Step, state: dict[str, Tensor], fresh: Callable[[Tensor], dict[str, Tensor]]) -> dict:
+class _Pool:
+    """The cells being composited, one slot each, with where each stands in its tile's list."""
+
+    def __init__(self, lists: TileLists, budget: int, window_factor: int):
+        s2 = cells_per_tile(lists)
+        self.lists, self.budget, self.pixels, self.window_factor = lists, budget, lists.cell**2, window_factor
+        # Cells of non-empty tiles, longest lists first so the last rounds are not one straggler.
+        tiles = torch.argsort(lists.counts, descending=True, stable=True)[: int((lists.counts > 0).sum())]
+        self.waiting = (tiles.unsqueeze(1) * s2 + torch.arange(s2, device=tiles.device)).view(-1)
+        size = max(1, budget // (self.pixels * 32))
+        self.cells, self.waiting = self.waiting[:size], self.waiting[size:]
+        self.start, self.end = self._list_range(self.cells)
+        self.width = 32
+
+    def _list_range(self, cells: Tensor) -> tuple[Tensor, Tensor]:
+        tile = torch.div(cells, cells_per_tile(self.lists), rounding_mode="floor")
+        start = self.lists.offsets.index_select(0, tile)
+        return start, start + self.lists.counts.index_select(0, tile)
+
+    def step(self) -> Step:
+        self.width = _round_width(self.cells.numel(), self.pixels, self.budget, self.width)
+        return Step(self.cells, self.start, self.end, self.width, self.width * self.window_factor)
+
+    def advance(self, step: Step, consumed: Tensor, finished: Tensor) -> Tensor:
+        """Move past a round; finished [A] slots are refilled or dropped. Returns their indices."""
+        self.start = self.start + consumed
+        done = finished.nonzero().squeeze(1)
+        if not done.numel():
+            return done
+        cells, start, end = self.cells.clone(), self.start.clone(), self.end.clone()
+        refill = min(done.numel(), self.waiting.numel())
+        if refill:
+            step.refill_slots, step.refill_cells = done[:refill], self.waiting[:refill]
+            self.waiting = self.waiting[refill:]
+            cells[step.refill_slots] = step.refill_cells
+            start[step.refill_slots], end[step.refill_slots] = self._list_range(step.refill_cells)
+        if refill < done.numel():
+            kept = torch.ones_like(finished)
+            kept[done[refill:]] = False
+            step.keep = kept.nonzero().squeeze(1)
+            cells, start, end = cells[step.keep], start[step.keep], end[step.keep]
+        self.cells, self.start, self.end = cells, start, end
+        return done
+
+
+def _advance_state(step: Step, state: dict[str, Tensor], fresh: Callable[[Tensor], dict[str, Tensor]]) -> dict:
     """Apply a step's pool change to per-slot state tensors (the same in both passes)."""
     if step.refill_slots is not None:
         new = fresh(step.refill_cells)
@@ -161,76 +287,39 @@ def _advance(step: Step, state: dict[str, Tensor], fresh: Callable[[Tensor], dic
     return state
 
 
-def _round_inputs(lists, ids, table, cells, start, end, width):
-    """Entry ids [A * K], their table rows [A * K, 10], psi [6, A * K], mx, my [A * K]."""
-    entry = _entry_ids(ids, start, end, width)
+def _round_inputs(padded: _Padded, table: Tensor, step: Step):
+    """Entry ids [A * K], their table rows [A * K, 10], psi [6, A * K], mx, my, and entries consumed."""
+    entry, consumed = _select(padded, step)
     rows = table.index_select(0, entry)
-    psi, mx, my = _coefficients(rows, lists, cells)
-    return entry, rows, psi, mx, my
+    psi, mx, my = _coefficients(rows, padded.lists, step.cells)
+    return entry, rows, psi, mx, my, consumed
 
 
-def _features(rows: Tensor, slots: int) -> Tensor:
-    """(r, g, b, depth) of the round's entries as [A, 4, K]."""
-    return rows[:, 6:].reshape(slots, -1, CHANNELS).transpose(1, 2)
+def _features(rows: Tensor, slots: int, ones: bool = False) -> Tensor:
+    """(r, g, b, depth) of the round's entries as [A, 4, K], with a row of ones appended if asked."""
+    feats = rows[:, 6:].reshape(slots, -1, CHANNELS).transpose(1, 2)
+    return torch.cat([feats, feats.new_ones(slots, 1, feats.shape[2])], 1) if ones else feats
 
 
-class _Pool:
-    """The cells being composited: one slot each, with the list range still to do."""
+# ---------------------------------------------------------------------- passes
+def composite_forward(table: Tensor, padded: _Padded, batch: int, height: int, width: int, budget: int):
+    """Accumulated (r, g, b, depth) [cells, 4, P], final transmittance [cells, P] and the steps.
 
-    def __init__(self, lists: TileLists, budget: int):
-        pixels = lists.cell**2
-        # Longest lists first, so the last rounds are not spent on one long straggler.
-        order = torch.argsort(lists.counts, descending=True, stable=True)
-        self.waiting = order[: int((lists.counts > 0).sum())]
-        self.lists, self.budget, self.pixels = lists, budget, pixels
-        size = max(1, budget // (pixels * 32))
-        self.cells, self.waiting = self.waiting[:size], self.waiting[size:]
-        self.start = lists.offsets.index_select(0, self.cells)
-        self.end = self.start + lists.counts.index_select(0, self.cells)
-
-    def step(self) -> Step:
-        return Step(self.cells, self.start, self.end, _round_width(self.cells.numel(), self.pixels, self.budget))
-
-    def advance(self, step: Step, finished: Tensor) -> Tensor:
-        """Move past a round; finished [A] slots are refilled or dropped. Returns their indices."""
-        self.start = self.start + step.width
-        done = finished.nonzero().squeeze(1)
-        if not done.numel():
-            return done
-        cells, start, end = self.cells.clone(), self.start.clone(), self.end.clone()
-        refill = min(done.numel(), self.waiting.numel())
-        if refill:
-            step.refill_slots, step.refill_cells = done[:refill], self.waiting[:refill]
-            self.waiting = self.waiting[refill:]
-            cells[step.refill_slots] = step.refill_cells
-            start[step.refill_slots] = self.lists.offsets.index_select(0, step.refill_cells)
-            end[step.refill_slots] = start[step.refill_slots] + self.lists.counts.index_select(0, step.refill_cells)
-        if refill < done.numel():
-            kept = torch.ones_like(finished)
-            kept[done[refill:]] = False
-            step.keep = kept.nonzero().squeeze(1)
-            cells, start, end = cells[step.keep], start[step.keep], end[step.keep]
-        self.cells, self.start, self.end = cells, start, end
-        return done
-
-
-def composite_forward(table, lists: TileLists, batch: int, height: int, width: int, budget: int):
-    """Accumulated (r, g, b, depth) [B * C, 4, P], final transmittance [B * C, P] and the steps.
-
-    table: [N + 1, 10] (x, y, a, b, c, log2 opacity, r, g, b, depth) ending with the padding row.
+    table: [N + 1, 10] scaled table (see `_coefficients`), ending with the padding row.
     """
-    device, dtype = table.device, table.dtype
+    device, dtype, lists = table.device, table.dtype, padded.lists
     pixels = lists.cell**2
-    phi_t = _pixel_features(lists.cell, dtype, device).t().contiguous()
-    in_image = _in_image(lists, batch, height, width, dtype, device)
-    ids = torch.cat([lists.gaussian_ids, lists.gaussian_ids.new_full((1,), table.shape[0] - 1)])
+    phi = _pixel_features(lists.cell, dtype, device)
+    in_image = in_image_mask(lists, batch, height, width, dtype, device)
     out_acc = torch.zeros(in_image.shape[0], CHANNELS, pixels, dtype=dtype, device=device)
     out_trans = in_image.clone()  # cells without Gaussians stay transparent
-    pool = _Pool(lists, budget)
+    pool = _Pool(lists, budget, window_factor=min(lists.split, 2))
+    work = _Workspace(_round_size(budget, pixels, pool.cells.numel()), dtype, device, count=2)
 
     def fresh(cells: Tensor) -> dict[str, Tensor]:
-        t = in_image.index_select(0, cells)  # padding pixels of partial cells start stopped
-        zeros = torch.zeros(cells.numel(), CHANNELS, pixels, dtype=dtype, device=device)
+        t = in_image.index_select(0, cells)  # padding pixels of edge tiles start stopped
+        # acc: r, g, b, depth and the sum of the weights (which gives T where a pixel stops)
+        zeros = torch.zeros(cells.numel(), CHANNELS + 1, pixels, dtype=dtype, device=device)
         return dict(t_run=t, t_stop=t.clone(), acc=zeros)
 
     state = fresh(pool.cells)
@@ -238,63 +327,74 @@ def composite_forward(table, lists: TileLists, batch: int, height: int, width: i
     while pool.cells.numel():
         step = pool.step()
         steps.append(step)
-        slots = step.cells.numel()
-        _, rows, psi, _, _ = _round_inputs(lists, ids, table, step.cells, step.start, step.end, step.width)
-        alpha, _ = _alpha(psi, phi_t, slots)
-        t_run = state["t_run"]  # transmittance of pixels still compositing, 0 for stopped ones
-        cum = _transmittance(alpha, t_run)
-        weights = torch.sub(cum[..., :-1], cum[..., 1:])  # alpha_k T_k = T_k - T_k+1
-        t_last = cum[..., -1]
-        going = t_last >= T_MIN
-        stop = ((t_run > 0) & ~going).view(-1).nonzero().squeeze(1)
-        if stop.numel():  # pixels that stop inside this round: drop their entries after the stop
-            rows_t = cum.view(-1, step.width + 1).index_select(0, stop)
-            valid = rows_t[:, 1:] >= T_MIN
-            flat_w = weights.view(-1, step.width)
-            flat_w.index_copy_(0, stop, flat_w.index_select(0, stop) * valid)
-            state["t_stop"].view(-1).index_copy_(0, stop, rows_t.gather(1, valid.sum(1, keepdim=True)).squeeze(1))
-        state["t_run"] = torch.where(going, t_last, torch.zeros_like(t_last))
-        state["acc"].baddbmm_(_features(rows, slots), weights.transpose(1, 2))
+        a, k = step.cells.numel(), step.width
+        _, rows, psi, _, _, consumed = _round_inputs(padded, table, step)
+        trans = work.view(1, a, k + 1, pixels)
+        t_in, acc = state["t_run"], state["acc"]  # t_in is 0 for pixels that have stopped
+        weights = _composite_weights(_alpha(psi, phi, work.view(0, a, k, pixels)), t_in, trans)
+        weight_sum = acc[:, CHANNELS].clone()
+        acc.baddbmm_(_features(rows, a, ones=True), weights)
+        t_last = trans[:, -1]  # 0 where the pixel stopped in this round or before
+        stopped = (t_in > 0) & (t_last == 0)
+        # T where a pixel stops: T before the round minus the weights it composited in the round.
+        state["t_stop"] = torch.where(stopped, t_in - (acc[:, CHANNELS] - weight_sum), state["t_stop"])
+        state["t_run"] = t_last.clone()
 
-        finished = (pool.start + step.width >= pool.end) | ~going.any(1)
-        done = pool.advance(step, finished)
+        finished = (step.start + consumed >= step.end) | (t_last.amax(1) == 0)
+        done = pool.advance(step, consumed, finished)
         if done.numel():
             cells = step.cells.index_select(0, done)
             t = state["t_run"].index_select(0, done)
             t = torch.where(t > 0, t, state["t_stop"].index_select(0, done))
-            out_acc.index_copy_(0, cells, state["acc"].index_select(0, done))
+            out_acc.index_copy_(0, cells, state["acc"].index_select(0, done)[:, :CHANNELS])
             out_trans.index_copy_(0, cells, t)
-            state = _advance(step, state, fresh)
+            state = _advance_state(step, state, fresh)
     return out_acc, out_trans, steps
 
 
-def _geo_grad(grad_psi: Tensor, rows: Tensor, mx: Tensor, my: Tensor) -> Tensor:
-    """Chain rule from psi [6, A * K] (gradient per unit base-2 exponent) to (x, y, a, b, c, log2 o)."""
-    d0, d1, d2, d3, d4, d5 = (grad_psi * LOG2E).unbind(0)
-    a, b, c = rows[:, 2], rows[:, 3], rows[:, 4]
-    ax_by, bx_cy = a * mx + b * my, b * mx + c * my
-    grads = [
-        a * d3 + b * d4 - ax_by * d5,
-        b * d3 + c * d4 - bx_cy * d5,
-        mx * d3 - 0.5 * (d0 + mx * mx * d5),
-        my * d3 + mx * d4 - mx * my * d5 - d1,
-        my * d4 - 0.5 * (d2 + my * my * d5),
-        grad_psi[5],
-    ]
-    return torch.stack(grads)
+def _table_grad(grad_psi: Tensor, psi: Tensor, mx: Tensor, my: Tensor) -> Tensor:
+    """Chain rule from psi [A * K, 6] to the scaled table columns (x, y, s0, s1, s2, lo): [6, A * K].
+
+    psi3 = -(2 s0 mx + s1 my), psi4 = -(s1 mx + 2 s2 my), psi5 = s0 mx^2 + s1 mx my + s2 my^2 + lo,
+    so d psi5 / d mx = -psi3 and d psi5 / d my = -psi4.
+    """
+    d0, d1, d2, d3, d4, d5 = grad_psi.t()
+    s0, s1, s2, p3, p4 = psi.t()[:5]
+    mx, my = mx.reshape(-1), my.reshape(-1)
+    return torch.stack(
+        [
+            -(2 * s0 * d3 + s1 * d4 + p3 * d5),
+            -(s1 * d3 + 2 * s2 * d4 + p4 * d5),
+            d0 + mx * (mx * d5 - 2 * d3),
+            d1 + mx * my * d5 - my * d3 - mx * d4,
+            d2 + my * (my * d5 - 2 * d4),
+            d5,
+        ]
+    )
 
 
-def composite_backward(table, lists, steps, out_acc, out_trans, grad_acc, grad_trans, in_image) -> Tensor:
-    """Gradient [10, N + 1] of the table's columns from those of the per-cell outputs."""
-    device, dtype = table.device, table.dtype
+def _zero_capped_(grad: Tensor, rows: Tensor, psi: Tensor, phi: Tensor) -> None:
+    """Zero the gradient where alpha hit the 0.99 cap (only entries with opacity above 0.99 can)."""
+    entries = (rows[:, 5] >= _E_MAX).nonzero().squeeze(1)
+    if not entries.numel():
+        return
+    flat = grad.view(-1, phi.shape[1])
+    exponent = psi.index_select(0, entries) @ phi
+    flat.index_copy_(0, entries, flat.index_select(0, entries).masked_fill_(exponent >= _E_MAX, 0.0))
+
+
+def composite_backward(table, padded, steps, out_acc, out_trans, grad_acc, grad_trans, in_image, budget) -> Tensor:
+    """Gradient [10, N + 1] of the scaled table's columns from those of the per-cell outputs."""
+    device, dtype, lists = table.device, table.dtype, padded.lists
+    pixels = lists.cell**2
     phi = _pixel_features(lists.cell, dtype, device)
     phi_t = phi.t().contiguous()
-    pixels = phi.shape[1]
-    ids = torch.cat([lists.gaussian_ids, lists.gaussian_ids.new_full((1,), table.shape[0] - 1)])
-    grads = torch.zeros(6 + CHANNELS, table.shape[0], dtype=dtype, device=device)
-    may_cap = bool((table[:, 5] >= _E_MAX).any())
+    grads = torch.zeros(TABLE_COLUMNS, table.shape[0], dtype=dtype, device=device)
+    may_cap = bool((table[:, 5] >= _E_MAX).any())  # some opacity above 0.99
     # Per pixel: sum_j w_j (g . f_j) + T_final g_T, the total every suffix sum is taken from.
     total = (grad_acc * out_acc).sum(1) + grad_trans * out_trans
+    slots = max((step.cells.numel() for step in steps), default=0)
+    work = _Workspace(_round_size(budget, pixels, slots), dtype, device, count=4)
 
     def fresh(cells: Tensor) -> dict[str, Tensor]:
         t = in_image.index_select(0, cells)
@@ -305,49 +405,57 @@ def composite_backward(table, lists, steps, out_acc, out_trans, grad_acc, grad_t
 
     state = fresh(steps[0].cells) if steps else {}
     for step in steps:
-        slots, k = step.cells.numel(), step.width
-        entry, rows, psi, mx, my = _round_inputs(lists, ids, table, step.cells, step.start, step.end, k)
-        alpha, capped = _alpha(psi, phi_t, slots, may_cap)
-        t_run, go, feats = state["t_run"], state["go"], _features(rows, slots)
-        cum = _transmittance(alpha, t_run)
-        t_before, t_after = cum[..., :-1], cum[..., 1:]
-        skipped = t_after < T_MIN  # entries a pixel did not composite: after its stop, or all once stopped
-        weights = torch.sub(t_before, t_after).masked_fill_(skipped, 0.0)
-        g_dot_f = torch.bmm(go.transpose(1, 2), feats)  # [A, P, K]
-        grad_feat = torch.bmm(go, weights)  # [A, 4, K]
-        running = weights.mul_(g_dot_f).cumsum_(-1).add_(state["prefix"].unsqueeze(-1))
-        prefix = running[..., -1].clone()
-        suffix = torch.sub(state["total"].unsqueeze(-1), running, out=running)  # later entries + T_final g_T
-        # d/d alpha_k = T_k g.f_k - suffix_k / (1 - alpha_k) = T_k (g.f_k - suffix_k / T_k+1)
-        grad_alpha = g_dot_f.sub_(suffix.div_(t_after)).mul_(t_before).masked_fill_(skipped, 0.0)
-        if capped is not None:
-            grad_alpha.masked_fill_(capped, 0.0)
-        grad_exp = torch.empty(pixels, slots, k, dtype=dtype, device=device)  # the exponents' layout
-        torch.mul(grad_alpha, alpha, out=grad_exp.transpose(0, 1))
-        grad_psi = (phi @ grad_exp.view(pixels, -1)).mul_(LN2)  # [6, A * K]
-        grads[:6].index_add_(1, entry, _geo_grad(grad_psi, rows, mx, my))
-        grads[6:].index_add_(1, entry, grad_feat.transpose(0, 1).reshape(CHANNELS, -1))
+        a, k = step.cells.numel(), step.width
+        entry, rows, psi, mx, my, _ = _round_inputs(padded, table, step)
+        trans = work.view(1, a, k + 1, pixels)
+        weights = _composite_weights(_alpha(psi, phi, work.view(0, a, k, pixels)), state["t_run"], trans)
+        t_next = trans[:, -1].clone()
+        go = state["go"]
+        grad_feat = torch.bmm(weights, go.transpose(1, 2))  # [A, K, 4]
+        g_dot_f = torch.bmm(_features(rows, a).transpose(1, 2), go, out=work.view(2, a, k, pixels))
+        # dL/d exponent_k / ln 2 = alpha_k dL/d alpha_k = w_k (g.f_k - suffix_k / T_k+1), where
+        # suffix_k = sum over later composited entries of w_j g.f_j + T_final g_T. Skipped entries
+        # have w_k = 0: they get no gradient and add nothing to the sums.
+        contrib = torch.mul(weights, g_dot_f, out=work.view(3, a, k, pixels))
+        suffix = _scan_(contrib, torch.Tensor.add_).add_(state["prefix"].unsqueeze(1))
+        prefix = suffix[:, -1].clone()
+        suffix = torch.sub(state["total"].unsqueeze(1), suffix, out=suffix)
+        suffix.div_(trans[:, 1:].add_(_TINY))
+        grad_exp = g_dot_f.sub_(suffix).mul_(weights)
+        if may_cap:
+            _zero_capped_(grad_exp, rows, psi, phi)
+        grad_psi = grad_exp.view(a * k, pixels) @ phi_t  # [A * K, 6]
+        rows_grad = torch.cat([_table_grad(grad_psi.mul_(LN2), psi, mx, my), grad_feat.reshape(-1, CHANNELS).t()])
+        grads.index_add_(1, entry.long(), rows_grad)
 
-        t_last = cum[..., -1]
-        state["t_run"] = torch.where(t_last >= T_MIN, t_last, torch.zeros_like(t_last))
+        state["t_run"] = t_next
         state["prefix"] = prefix
-        state = _advance(step, state, fresh)
+        state = _advance_state(step, state, fresh)
     return grads
 
 
-def _pad_row(table: Tensor, column: int, value: float) -> Tensor:
-    row = table.new_zeros(1, table.shape[1])
-    row[0, column] = value
-    return torch.cat([table, row])
+def _pad_table(table: Tensor) -> Tensor:
+    """Append the padding Gaussian: alpha 0 everywhere."""
+    pad = table.new_zeros(1, table.shape[1])
+    pad[0, 5] = _PAD_LOG2_OPACITY
+    return torch.cat([table, pad])
+
+
+def _column_scale(table: Tensor) -> Tensor:
+    """[10] factors from (x, y, a, b, c, ...) to the scaled columns (x, y, s0, s1, s2, ...)."""
+    scale = table.new_ones(TABLE_COLUMNS)
+    scale[2:5] = torch.tensor([-0.5 * LOG2E, -LOG2E, -0.5 * LOG2E], dtype=table.dtype)
+    return scale
 
 
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, lists, batch, height, width, budget):
-        table = _pad_row(table, 5, _PAD_LOG2_OPACITY)
-        acc, trans, steps = composite_forward(table, lists, batch, height, width, budget)
+        padded = _Padded.of(lists, pad_id=table.shape[0])
+        table = _pad_table(table * _column_scale(table))
+        acc, trans, steps = composite_forward(table, padded, batch, height, width, budget)
         ctx.save_for_backward(table, acc, trans)
-        ctx.lists, ctx.steps, ctx.shape = lists, steps, (batch, height, width)
+        ctx.padded, ctx.steps, ctx.shape, ctx.budget = padded, steps, (batch, height, width), budget
         color = to_image(acc, batch, lists, height, width)
         t_img = to_image(trans.unsqueeze(1), batch, lists, height, width)
         return color, t_img
@@ -356,19 +464,20 @@ class _Composite(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_color, grad_t):
         table, acc, trans = ctx.saved_tensors
-        lists, (batch, height, width) = ctx.lists, ctx.shape
-        in_image = _in_image(lists, batch, height, width, table.dtype, table.device)
+        padded, (batch, height, width) = ctx.padded, ctx.shape
+        lists = padded.lists
+        in_image = in_image_mask(lists, batch, height, width, table.dtype, table.device)
         grads = composite_backward(
-            table, lists, ctx.steps, acc, trans,
-            to_cells(grad_color, lists), to_cells(grad_t, lists).squeeze(1), in_image,
+            table, padded, ctx.steps, acc, trans,
+            to_cells(grad_color, lists), to_cells(grad_t, lists).squeeze(1), in_image, ctx.budget,
         )  # fmt: skip
-        return grads[:, :-1].t(), None, None, None, None, None
+        return grads[:, :-1].t() * _column_scale(table), None, None, None, None, None
 
 
 def composite(
     table: Tensor, lists: TileLists, batch: int, height: int, width: int, budget: int = DEFAULT_BUDGET
 ) -> tuple[Tensor, Tensor]:
-    """Composite cell lists front to back.
+    """Composite tile lists front to back.
 
     table: [B * N, 10] per Gaussian: screen position x, y; inverse 2D covariance a, b, c; log2
     opacity; then the accumulated features r, g, b, depth.
