@@ -89,7 +89,9 @@ def render_reference(xyz, log_scale, quat, opacity_logit, color, label, height, 
     tiles: dict[tuple[int, int], list[tuple[float, int]]] = {}
     gaussians = []
     for i in range(len(xyz)):
-        g = _preprocess(xyz[i], log_scale[i], quat[i], opacity_logit[i, 0], color[i], cam2world, fx_n, fy_n, height, width)
+        g = _preprocess(
+            xyz[i], log_scale[i], quat[i], opacity_logit[i, 0], color[i], cam2world, fx_n, fy_n, height, width
+        )
         gaussians.append(g)
         if g is None:
             continue

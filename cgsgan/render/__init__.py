@@ -131,13 +131,20 @@ def render(
     backend = _pick_backend(backend, scene)
 
     proj = project(scene, labels, height, width)
-    lists = intersect_tiles(proj, height, width)
+    # gsplat composites whole 16x16 tiles; the torch backend works on 8x8 cells of them.
+    lists = intersect_tiles(proj, height, width, cell=16 if backend == "gsplat" else 8)
     if backend == "gsplat":
         image, alpha, depth = gsplat_backend.composite(proj, lists, background, height, width)
         return RenderOutput(image, alpha, depth)
 
     table = torch.cat(
-        [proj.means2d, proj.conics, proj.log_opacities.unsqueeze(-1) * torch_backend.LOG2E, proj.colors, proj.depths.unsqueeze(-1)],
+        [
+            proj.means2d,
+            proj.conics,
+            proj.log_opacities.unsqueeze(-1) * torch_backend.LOG2E,
+            proj.colors,
+            proj.depths.unsqueeze(-1),
+        ],
         dim=-1,
     )
     acc, trans = torch_backend.composite(table.reshape(-1, 10), lists, batch, height, width)

@@ -14,7 +14,6 @@ Shared by every backend, differentiable with plain autograd, vectorised over
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -53,47 +52,58 @@ def camera_from_labels(labels: Tensor, height: int, width: int) -> tuple[Tensor,
     return rot_w2c, t_w2c, focals
 
 
-def quaternion_axes(quats: Tensor) -> Tensor:
-    """Rotation matrices of unit quaternions (w, x, y, z), transposed: row k is local axis k.
+def _rotation_columns(quats: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Columns of the rotation matrices of unit quaternions given as (w, x, y, z) [B, N] each.
 
-    quats: [..., 4] -> [..., 3, 3]
+    Column k is local axis k in world coordinates: three [B, N] tensors.
     """
-    w, x, y, z = quats.unbind(-1)
-    rows = (
-        (1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)),
-        (2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)),
-        (2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)),
-    )
-    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
+    w, x, y, z = quats
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
+    return [
+        (1 - 2 * (yy + zz), 2 * (xy + wz), 2 * (xz - wy)),
+        (2 * (xy - wz), 1 - 2 * (xx + zz), 2 * (yz + wx)),
+        (2 * (xz + wy), 2 * (yz - wx), 1 - 2 * (xx + yy)),
+    ]
 
 
 def project(scene: GaussianScene, labels: Tensor, height: int, width: int) -> Projection:
     """Project scene b with camera label b (labels [B, 25]) onto a height x width image."""
     rot_w2c, t_w2c, focals = camera_from_labels(labels, height, width)
-    batch, count = scene.batch_size, scene.num_gaussians
+    w = rot_w2c.unsqueeze(-1)  # [B, 3, 3, 1]: w[:, i, j] broadcasts against [B, N]
 
-    p_cam = scene.xyz @ rot_w2c.transpose(1, 2) + t_w2c[:, None]  # [B, N, 3]
-    x, y, z = p_cam.unbind(-1)
+    # Fields as contiguous [B, N] rows: elementwise work on them is much faster than on [B, N, 3].
+    px, py, pz = scene.xyz.permute(2, 0, 1).contiguous()
+    x = w[:, 0, 0] * px + w[:, 0, 1] * py + w[:, 0, 2] * pz + t_w2c[:, 0:1]
+    y = w[:, 1, 0] * px + w[:, 1, 1] * py + w[:, 1, 2] * pz + t_w2c[:, 1:2]
+    z = w[:, 2, 0] * px + w[:, 2, 1] * py + w[:, 2, 2] * pz + t_w2c[:, 2:3]
     in_front = z > NEAR_PLANE
-    z = torch.where(in_front, z, torch.ones_like(z))  # keeps culled Gaussians finite (and their grads 0)
+    z_safe = torch.where(in_front, z, torch.ones_like(z))  # keeps culled Gaussians finite (and their grads 0)
 
     fx, fy = focals[:, 0:1], focals[:, 1:2]  # [B, 1]
-    u, v = x / z, y / z
+    u, v = x / z_safe, y / z_safe
     lim_x = FRUSTUM_SLACK * width / (2 * fx)  # 1.3 tan(fovx / 2)
     lim_y = FRUSTUM_SLACK * height / (2 * fy)
     u_j = torch.maximum(torch.minimum(u, lim_x), -lim_x)
     v_j = torch.maximum(torch.minimum(v, lim_y), -lim_y)
 
-    # Local axes scaled by the standard deviations, in camera space: [B, N, 3 axes, 3 xyz].
-    axes = quaternion_axes(F.normalize(scene.rotation, dim=-1))
-    axes = (axes.reshape(batch, count * 3, 3) @ rot_w2c.transpose(1, 2)).reshape(batch, count, 3, 3)
-    axes = axes * scene.scale.exp().unsqueeze(-1)
-    # Rows of J W R S: the Jacobian of the perspective map at the (clamped) centre.
-    row_x = (fx / z).unsqueeze(-1) * (axes[..., 0] - u_j.unsqueeze(-1) * axes[..., 2])
-    row_y = (fy / z).unsqueeze(-1) * (axes[..., 1] - v_j.unsqueeze(-1) * axes[..., 2])
-    cov_xx = (row_x * row_x).sum(-1) + DILATION
-    cov_xy = (row_x * row_y).sum(-1)
-    cov_yy = (row_y * row_y).sum(-1) + DILATION
+    # Rows of J W, the Jacobian of the perspective map at the (clamped) centre times world-to-camera:
+    # J W = [[fx / z (W0 - u W2)], [fy / z (W1 - v W2)]] with Wi the rows of W.
+    gx, gy = fx / z_safe, fy / z_safe
+    gxu, gyv = gx * u_j, gy * v_j
+    jw_x = [gx * w[:, 0, j] - gxu * w[:, 2, j] for j in range(3)]
+    jw_y = [gy * w[:, 1, j] - gyv * w[:, 2, j] for j in range(3)]
+
+    # cov2d = sum over local axes k of s_k^2 (J W r_k)(J W r_k)^T, plus the 0.3 dilation.
+    scales = scene.scale.exp().permute(2, 0, 1)
+    columns = _rotation_columns(F.normalize(scene.rotation, dim=-1).permute(2, 0, 1).contiguous())
+    cov_xx = cov_xy = cov_yy = None
+    for k, (r0, r1, r2) in enumerate(columns):
+        ax = (jw_x[0] * r0 + jw_x[1] * r1 + jw_x[2] * r2) * scales[k]
+        ay = (jw_y[0] * r0 + jw_y[1] * r1 + jw_y[2] * r2) * scales[k]
+        xx, xy, yy = ax * ax, ax * ay, ay * ay
+        cov_xx, cov_xy, cov_yy = (xx, xy, yy) if k == 0 else (cov_xx + xx, cov_xy + xy, cov_yy + yy)
+    cov_xx, cov_yy = cov_xx + DILATION, cov_yy + DILATION
 
     det = cov_xx * cov_yy - cov_xy * cov_xy
     visible = in_front & (det > 0) & torch.isfinite(det)
@@ -111,11 +121,8 @@ def project(scene: GaussianScene, labels: Tensor, height: int, width: int) -> Pr
         means2d=means2d,
         conics=conics,
         cov2d=torch.stack([cov_xx, cov_xy, cov_yy], dim=-1),
-        depths=p_cam[..., 2],
+        depths=z,
         log_opacities=-F.softplus(-scene.opacity.squeeze(-1)),  # log(sigmoid(x)), stable
         colors=sh_to_rgb(scene.color),
         radii=radii,
     )
-
-
-LOG_ALPHA_MIN = math.log(ALPHA_MIN)

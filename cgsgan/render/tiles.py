@@ -77,7 +77,9 @@ def _gaussian_ranges(proj: Projection, height: int, width: int) -> tuple[Tensor,
     col1 = torch.minimum(col1, torch.floor(torch.floor(px + ex + _PIXEL_SLACK).clamp(max=width - 1) / TILE) + 1)
     live = (proj.radii.reshape(-1) > 0) & reach & (row1 > row0) & (col1 > col0)
     a, b, c = proj.conics.detach().reshape(-1, 3).unbind(-1)
-    fields = dict(px=px, py=py, a=a, b=b, c=c, q=q_max, ex=ex, ey=ey, right_dy=cov_xy * ex / cov_xx)
+    # At height dy the ellipse spans dx = slope dy +- sqrt(h0 - h2 dy^2) (see `_band_spans`).
+    fields = dict(px=px, py=py, slope=-b / a, h0=q_max / a, h2=(a * c - b * b) / (a * a))
+    fields.update(ex=ex, ey=ey, right_dy=cov_xy * ex / cov_xx)
     fields.update(col0=col0, col1=col1, row0=row0, row1=row1)
     return live, fields
 
@@ -85,31 +87,29 @@ def _gaussian_ranges(proj: Projection, height: int, width: int) -> tuple[Tensor,
 def _band_spans(g: dict[str, Tensor], top: Tensor, bottom: Tensor) -> tuple[Tensor, Tensor]:
     """Exact x-range, relative to the centre, of the ellipse q <= Q within pixel rows [top, bottom].
 
-    Per entry [R]. q(d) = a dx^2 + 2 b dx dy + c dy^2. At height dy the ellipse spans
-    dx = (-b dy +- sqrt(a Q - D dy^2)) / a with D = ac - b^2. The left edge is convex in dy (the right
-    edge concave), so over a band it is extreme at the ellipse's leftmost (rightmost) point when that
-    point's dy lies in the band, else at one of the band's ends. Empty bands give (inf, -inf).
+    Per row [R]; top and bottom carry a leading band dimension [S, R]. With q(d) = a dx^2 + 2 b dx dy
+    + c dy^2, at height dy the ellipse spans dx = slope dy +- sqrt(h0 - h2 dy^2), slope = -b / a,
+    h0 = Q / a, h2 = (ac - b^2) / a^2. The left edge is convex in dy (the right edge concave), so over
+    a band it is extreme at the ellipse's leftmost (rightmost) point when that point's dy lies in the
+    band, else at one of the band's ends. Empty bands give (inf, -inf).
     """
-    a, b, c, q = g["a"], g["b"], g["c"], g["q"]
     lo = torch.maximum(top - g["py"], -g["ey"])
     hi = torch.minimum(bottom - g["py"], g["ey"])
-    det = a * c - b * b
-
-    def edges(dy: Tensor) -> tuple[Tensor, Tensor]:
-        half = torch.sqrt(torch.clamp(a * q - det * dy * dy, min=0)) / a
-        mid = -b * dy / a
-        return mid - half, mid + half
-
-    left_lo, right_lo = edges(lo)
-    left_hi, right_hi = edges(hi)
+    dy = torch.stack([lo, hi])  # [2, S, R]
+    half = torch.sqrt((g["h0"] - g["h2"] * dy * dy).clamp_(min=0))
+    mid = g["slope"] * dy
+    left = torch.minimum(*(mid - half))
+    right = torch.maximum(*(mid + half))
     dy_right = g["right_dy"]  # the rightmost point's dy; the leftmost is at minus that
-    left = torch.where((-dy_right >= lo) & (-dy_right <= hi), -g["ex"], torch.minimum(left_lo, left_hi))
-    right = torch.where((dy_right >= lo) & (dy_right <= hi), g["ex"], torch.maximum(right_lo, right_hi))
+    left = torch.where((-dy_right >= lo) & (-dy_right <= hi), -g["ex"], left)
+    right = torch.where((dy_right >= lo) & (dy_right <= hi), g["ex"], right)
     empty = lo > hi
-    return left.masked_fill(empty, math.inf), right.masked_fill(empty, -math.inf)
+    return left.masked_fill_(empty, math.inf), right.masked_fill_(empty, -math.inf)
 
 
-def _cell_masks(band_c0: list[Tensor], band_c1: list[Tensor], t0: Tensor, owner: Tensor, rank: Tensor, split: int) -> Tensor:
+def _cell_masks(
+    band_c0: list[Tensor], band_c1: list[Tensor], t0: Tensor, owner: Tensor, rank: Tensor, split: int
+) -> Tensor:
     """Cell bit masks [M] of each (row, tile) entry: bit band * split + qx where band's span covers cell qx.
 
     band_c0, band_c1: per row [R] the cell-column range [c0, c1) of each band; the entry is tile
@@ -123,7 +123,7 @@ def _cell_masks(band_c0: list[Tensor], band_c1: list[Tensor], t0: Tensor, owner:
     bits = bits.view(-1)
     first_cell = (t0.index_select(0, owner) + rank) * split
     masks = torch.zeros_like(owner)
-    for band, (c0, c1) in enumerate(zip(band_c0, band_c1)):
+    for band, (c0, c1) in enumerate(zip(band_c0, band_c1, strict=True)):
         lo = (c0.index_select(0, owner) - first_cell).clamp_(0, split)
         hi = (c1.index_select(0, owner) - first_cell).clamp_(0, split)
         hi = torch.maximum(hi, lo)
@@ -171,19 +171,19 @@ def intersect_tiles(proj: Projection, height: int, width: int, cell: int = 8) ->
     owner, first = _expand(n_rows)
     gaussian_of_row = flat.index_select(0, owner)
     g = {name: value.index_select(0, gaussian_of_row) for name, value in fields.items()}
-    ty = g["row0"].to(torch.int32) + (torch.arange(owner.numel(), dtype=torch.int32, device=device) - first.index_select(0, owner))
-    band_c0, band_c1 = [], []
-    for band in range(split):
-        top = ty * TILE + band * cell
-        left, right = _band_spans(g, top, torch.clamp(top + (cell - 1), max=height - 1))
-        x0 = torch.ceil(g["px"] + left - _PIXEL_SLACK).clamp_(min=0)
-        x1 = torch.floor(g["px"] + right + _PIXEL_SLACK).clamp_(max=width - 1)
-        c0 = torch.floor(x0 / cell).to(torch.int32)
-        c1 = torch.where(x1 >= x0, torch.floor(x1 / cell) + 1, x0.new_zeros(())).to(torch.int32)
-        band_c0.append(c0)
-        band_c1.append(torch.maximum(c1, c0))  # empty bands as empty ranges
-    c0_min = band_c0[0] if split == 1 else torch.stack(band_c0).amin(0)
-    c1_max = band_c1[0] if split == 1 else torch.stack(band_c1).amax(0)
+    ty = g["row0"].to(torch.int32) + (
+        torch.arange(owner.numel(), dtype=torch.int32, device=device) - first.index_select(0, owner)
+    )
+    # Pixel rows of each band [split, R], then the ellipse's span over each band, as cell columns.
+    top = (ty * TILE).unsqueeze(0) + (torch.arange(split, dtype=torch.int32, device=device) * cell).unsqueeze(1)
+    left, right = _band_spans(g, top, torch.clamp(top + (cell - 1), max=height - 1))
+    x0 = torch.ceil(g["px"] + left - _PIXEL_SLACK).clamp_(min=0)
+    x1 = torch.floor(g["px"] + right + _PIXEL_SLACK).clamp_(max=width - 1)
+    c0 = torch.floor(x0 / cell).to(torch.int32)
+    c1 = torch.where(x1 >= x0, torch.floor(x1 / cell) + 1, x0.new_zeros(())).to(torch.int32)
+    c1 = torch.maximum(c1, c0)  # empty bands as empty ranges
+    band_c0, band_c1 = c0.unbind(0), c1.unbind(0)
+    c0_min, c1_max = c0.amin(0), c1.amax(0)
     t0 = torch.maximum(g["col0"].to(torch.int32), torch.div(c0_min, split, rounding_mode="floor"))
     t1 = torch.minimum(g["col1"].to(torch.int32), torch.div(c1_max + split - 1, split, rounding_mode="floor"))
     n_tiles = (t1 - t0).clamp_(min=0)
@@ -196,10 +196,10 @@ def intersect_tiles(proj: Projection, height: int, width: int, cell: int = 8) ->
     gaussian_ids = gaussian_of_row.index_select(0, owner)
     masks = _cell_masks(band_c0, band_c1, t0, owner, rank, split)
 
-    # Entries are in depth order; a stable sort by tile keeps that order within each tile.
+    # Entries are in depth order; a stable sort by tile keeps that order within each tile. The ids and
+    # masks travel packed in one int64, so the random-access permutation is paid once.
     tile_ids, perm = torch.sort(tile_ids, stable=True)
+    packed = ((gaussian_ids.long() << 32) | masks.long()).index_select(0, perm)
     counts = torch.bincount(tile_ids, minlength=batch * per_image)
     offsets = torch.cumsum(counts, 0) - counts
-    return TileLists(
-        gaussian_ids.index_select(0, perm), masks.index_select(0, perm), offsets, counts, cell, tiles_x, tiles_y
-    )
+    return TileLists((packed >> 32).to(torch.int32), packed.to(torch.int32), offsets, counts, cell, tiles_x, tiles_y)

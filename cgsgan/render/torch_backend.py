@@ -24,8 +24,8 @@ gradient of alpha needs are the forward's totals minus a running prefix.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -43,6 +43,7 @@ _E_MAX = math.log2(ALPHA_MAX)
 _PAD_LOG2_OPACITY = -1000.0  # the padding entry has alpha 0
 CHANNELS = 4  # r, g, b, depth
 _TINY = 1e-20  # keeps suffix / T finite where both are 0 (the weight is 0 there)
+SCAN_LOOP_MIN_PIXELS = 32768  # CPU rounds with at least A * P pixels scan over K with slab ops
 DEFAULT_BUDGET = 1 << 21  # elements of one round's block (8 MB in float32); fewer, larger rounds pay off
 TABLE_COLUMNS = 10  # x, y, a, b, c, log2 opacity, r, g, b, depth
 
@@ -178,7 +179,7 @@ def _scan_(x: Tensor, op) -> Tensor:
 
     Scans over a middle dim are slow on CPU; for wide rounds a loop of slab ops is faster.
     """
-    if x.device.type != "cpu" or x.shape[0] * x.shape[2] < 32768:
+    if x.device.type != "cpu" or x.shape[0] * x.shape[2] < SCAN_LOOP_MIN_PIXELS:
         return x.cumprod_(1) if op is torch.Tensor.mul_ else x.cumsum_(1)
     for j in range(1, x.shape[1]):
         op(x[:, j], x[:, j - 1])
