@@ -1,0 +1,288 @@
+"""The ``cgsgan`` command line: a thin click layer over :mod:`cgsgan.apps`.
+
+Commands parse and check their options, call one apps function and report
+what was written; errors from the library become one-line click errors
+(exit code 1 or 2, no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from cgsgan import __version__
+from cgsgan.apps import convert_file, render_file, run_demo
+from cgsgan.camera import DEFAULT_RADIUS
+from cgsgan.io.frames import UP_AXES
+from cgsgan.render import BACKENDS
+
+NAMED_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Colour(click.ParamType):
+    """A background colour: white, black, or r,g,b with floats in [0, 1] (or ints 0-255)."""
+
+    name = "COLOUR"
+
+    def convert(self, value, param, ctx) -> tuple[float, float, float]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text in NAMED_COLOURS:
+            return NAMED_COLOURS[text]
+        parts = text.split(",")
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 3 or not all(math.isfinite(n) and n >= 0 for n in numbers):
+            self.fail(f"{value!r} is not a colour: use white, black or r,g,b (e.g. 1,1,1 or 255,255,255)", param, ctx)
+        if any(n > 1 for n in numbers):  # 0-255 channels
+            if not all(n <= 255 for n in numbers):
+                self.fail(f"{value!r}: channels must be in [0, 1] or 0-255", param, ctx)
+            numbers = [n / 255 for n in numbers]
+        return tuple(numbers)
+
+
+def friendly_errors(command: Callable) -> Callable:
+    """Turn the library's expected errors into one-line click errors (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FileNotFoundError as e:
+            raise click.ClickException(f"file not found: {e.filename or e}") from e
+        except (ValueError, ImportError, OSError) as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+def scene_file(value: str, hint: str) -> Path:
+    """A .ply/.splat path, else a BadParameter naming it."""
+    path = Path(value)
+    if path.suffix.lower() not in (".ply", ".splat"):
+        raise click.BadParameter(f"{value!r} must end in .ply or .splat", param_hint=hint)
+    return path
+
+
+def _report(paths, started: float) -> None:
+    for path in paths:
+        click.echo(f"wrote {path}")
+    click.echo(f"done in {time.perf_counter() - started:.1f} s")
+
+
+UP = click.Choice(UP_AXES)
+RENDER_OPTIONS = [
+    click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                 help="Renderer: torch (any device) or gsplat (CUDA); auto picks gsplat when it can."),
+    click.option("--device", default=None, metavar="DEVICE",
+                 help="Torch device to render on, e.g. cpu, cuda, cuda:1 [default: cpu]."),
+]  # fmt: skip
+
+
+def render_options(command: Callable) -> Callable:
+    for option in reversed(RENDER_OPTIONS):
+        command = option(command)
+    return command
+
+
+# --------------------------------------------------------------------- group
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="cgsgan")
+def main() -> None:
+    """cgsgan: 3D-consistent Gaussian-splatting heads (CGS-GAN) -- render, export, convert.
+
+    \b
+    Examples:
+      cgsgan demo                               # procedural head -> out/demo/{demo_grid.png,.ply,.splat}
+      cgsgan render out/demo/demo_head.ply --out head.png --yaw 30
+      cgsgan render head.ply --frames 60 --out turntable.gif
+      cgsgan convert head.ply head.splat
+      cgsgan COMMAND --help                     # options of one command
+    """
+
+
+# ---------------------------------------------------------------------- demo
+@main.command(context_settings=CONTEXT)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="out/demo",
+    show_default=True,
+    help="Folder to write demo_grid.png, demo_head.ply and demo_head.splat into.",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Size of each rendered view in pixels.",
+)
+@click.option(
+    "--views",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Number of views, spread over +-0.6 rad (34 deg) of yaw around the front.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Picks skin, hair and proportions.")
+@click.option(
+    "--up",
+    type=UP,
+    default="y",
+    show_default=True,
+    help="Up axis of the exported files: y (ours) or -y (COLMAP-style viewers).",
+)
+@render_options
+@friendly_errors
+def demo(out_dir: str, resolution: int, views: int, seed: int, up: str, backend: str, device: str | None) -> None:
+    """Build a procedural head of Gaussians, render it from a few angles and export it.
+
+    Needs no checkpoint or download.
+
+    \b
+    Examples:
+      cgsgan demo
+      cgsgan demo --out /tmp/demo --resolution 512 --views 7 --seed 3
+      cgsgan demo --up -y            # PLY/.splat for y-down viewers
+    """
+    started = time.perf_counter()
+    paths = run_demo(out_dir, resolution=resolution, views=views, seed=seed, up=up, backend=backend, device=device)
+    _report(paths.values(), started)
+
+
+# -------------------------------------------------------------------- render
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(),
+    help="Image file for one frame; folder (no extension), .gif or .mp4 for several. "
+    "[default: FILE's name with .png, or FILE's name + _turntable/]",
+)
+@click.option("--resolution", type=click.IntRange(min=1), default=512, show_default=True, help="Image size in pixels.")
+@click.option(
+    "--yaw",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Degrees from the front; positive moves the camera toward the subject's left (+x).",
+)
+@click.option(
+    "--pitch",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Degrees from level; positive moves the camera down, negative up.",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Frames of a full turntable (1: a single image).",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Frame rate of a .gif/.mp4 turntable.",
+)
+@click.option(
+    "--radius",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_RADIUS,
+    show_default=True,
+    help="Camera distance from the origin (2.7 frames a head).",
+)
+@click.option(
+    "--background",
+    type=Colour(),
+    default="white",
+    show_default=True,
+    help="white, black or r,g,b (floats in [0, 1] or 0-255).",
+)
+@click.option(
+    "--up",
+    type=UP,
+    default="y",
+    show_default=True,
+    help="Up axis the file is stored with: y (ours) or -y (COLMAP-style).",
+)
+@render_options
+@friendly_errors
+def render(
+    file: str,
+    out: str | None,
+    resolution: int,
+    yaw: float,
+    pitch: float,
+    frames: int,
+    fps: float,
+    radius: float,
+    background: tuple[float, float, float],
+    up: str,
+    backend: str,
+    device: str | None,
+) -> None:
+    """Render a .ply or .splat scene: one image, or a turntable (folder of PNGs, .gif or .mp4).
+
+    \b
+    Examples:
+      cgsgan render head.ply                                   # -> head.png, frontal, 512 px
+      cgsgan render head.splat --out side.png --yaw 60 --pitch -10 --background black
+      cgsgan render head.ply --frames 90 --out turntable/      # frame_0000.png ...
+      cgsgan render head.ply --frames 90 --out turntable.mp4   # needs: pip install imageio-ffmpeg
+    """
+    path = scene_file(file, "FILE")
+    if out is None:
+        out = f"{path.stem}.png" if frames == 1 else f"{path.stem}_turntable"
+    started = time.perf_counter()
+    paths = render_file(path, out, resolution=resolution, yaw=math.radians(yaw), pitch=math.radians(pitch),
+                        frames=frames, radius=radius, background=background, up=up, backend=backend,
+                        device=device, fps=fps)  # fmt: skip
+    if len(paths) > 3:
+        click.echo(f"wrote {len(paths)} frames: {paths[0]} ... {paths[-1]}")
+        click.echo(f"done in {time.perf_counter() - started:.1f} s")
+    else:
+        _report(paths, started)
+
+
+# ------------------------------------------------------------------- convert
+@main.command(context_settings=CONTEXT)
+@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option(
+    "--compact",
+    is_flag=True,
+    help="Write a compact PLY (14 properties, no normals or higher SH), like CGS-GAN's exports.",
+)
+@click.option("--up-in", type=UP, default="y", show_default=True, help="Up axis IN is stored with.")
+@click.option("--up-out", type=UP, default="y", show_default=True, help="Up axis to store OUT with.")
+@friendly_errors
+def convert(src: str, dst: str, compact: bool, up_in: str, up_out: str) -> None:
+    """Convert a scene between .ply and .splat, or full and compact PLY (by the extensions).
+
+    \b
+    Examples:
+      cgsgan convert head.ply head.splat
+      cgsgan convert head.splat head.ply
+      cgsgan convert head.ply head_compact.ply --compact
+      cgsgan convert colmap_head.ply head.ply --up-in -y   # y-down file -> our y-up frame
+    """
+    source, target = scene_file(src, "IN"), scene_file(dst, "OUT")
+    if compact and target.suffix.lower() != ".ply":
+        raise click.UsageError("--compact applies to .ply output only")
+    started = time.perf_counter()
+    _report([convert_file(source, target, compact=compact, up_in=up_in, up_out=up_out)], started)
