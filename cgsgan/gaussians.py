@@ -12,8 +12,9 @@ and the CGS-GAN generator store them; the renderer applies the activations:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -53,13 +54,11 @@ class GaussianScene:
                 raise ValueError(f"GaussianScene.{name} must have shape [B, N, {width}], got {list(value.shape)}")
             if value.shape[:2] != ref.shape[:2]:
                 raise ValueError(
-                    f"GaussianScene.{name} has batch/count {list(value.shape[:2])}, "
-                    f"but xyz has {list(ref.shape[:2])}"
+                    f"GaussianScene.{name} has batch/count {list(value.shape[:2])}, but xyz has {list(ref.shape[:2])}"
                 )
             if value.device != ref.device or value.dtype != ref.dtype:
                 raise ValueError(
-                    f"GaussianScene.{name} is {value.dtype} on {value.device}, "
-                    f"but xyz is {ref.dtype} on {ref.device}"
+                    f"GaussianScene.{name} is {value.dtype} on {value.device}, but xyz is {ref.dtype} on {ref.device}"
                 )
             if not value.is_floating_point():
                 raise ValueError(f"GaussianScene.{name} must be a floating tensor, got {value.dtype}")
