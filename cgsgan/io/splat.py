@@ -82,8 +82,7 @@ def read_splat(path: str | os.PathLike, up: str = "y") -> GaussianScene:
     size = path.stat().st_size
     if size == 0 or size % SPLAT_DTYPE.itemsize:
         raise ValueError(
-            f"{path}: a .splat file holds {SPLAT_DTYPE.itemsize} bytes a Gaussian, "
-            f"but this one has {size} bytes"
+            f"{path}: a .splat file holds {SPLAT_DTYPE.itemsize} bytes a Gaussian, but this one has {size} bytes"
         )
     data = np.fromfile(path, dtype=SPLAT_DTYPE)
     # Zero or negative scales (foreign files) would give -inf/NaN log-scales.
