@@ -198,8 +198,9 @@ def intersect_tiles(proj: Projection, height: int, width: int, cell: int = 8) ->
 
     # Entries are in depth order; a stable sort by tile keeps that order within each tile. The ids and
     # masks travel packed in one int64, so the random-access permutation is paid once.
-    tile_ids, perm = torch.sort(tile_ids, stable=True)
+    key_type = torch.int16 if batch * per_image <= 2**15 else torch.int32  # narrower keys sort faster
+    tile_ids, perm = torch.sort(tile_ids.to(key_type), stable=True)
     packed = ((gaussian_ids.long() << 32) | masks.long()).index_select(0, perm)
-    counts = torch.bincount(tile_ids, minlength=batch * per_image)
+    counts = torch.bincount(tile_ids.to(torch.int32), minlength=batch * per_image)
     offsets = torch.cumsum(counts, 0) - counts
     return TileLists((packed >> 32).to(torch.int32), packed.to(torch.int32), offsets, counts, cell, tiles_x, tiles_y)

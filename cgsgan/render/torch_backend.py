@@ -45,7 +45,7 @@ CHANNELS = 4  # r, g, b, depth
 _TINY = 1e-20  # keeps suffix / T finite where both are 0 (the weight is 0 there)
 SCAN_LOOP_MIN_PIXELS = 32768  # CPU rounds with at least A * P pixels scan over K with slab ops
 DEFAULT_BUDGET = 1 << 21  # elements of one round's block (8 MB in float32); fewer, larger rounds pay off
-TABLE_COLUMNS = 10  # x, y, a, b, c, log2 opacity, r, g, b, depth
+TABLE_COLUMNS = 10  # x, y, a, b, c, log2 opacity, r, g, b, depth (internally one more: ones)
 
 
 # ------------------------------------------------------------------ cell layout
@@ -115,16 +115,20 @@ class Step:
 
 @dataclass
 class _Padded:
-    """Tile lists with a padding entry appended (the padding Gaussian: alpha 0, mask 0)."""
+    """Tile lists with a padding entry appended (the padding Gaussian: alpha 0, mask 0), and the
+    pixel coordinates of every cell's centre."""
 
     lists: TileLists
     ids: Tensor  # [M + 1]
     masks: Tensor  # [M + 1]
+    centres: Tensor  # [cells, 2]
 
     @classmethod
-    def of(cls, lists: TileLists, pad_id: int) -> _Padded:
+    def of(cls, lists: TileLists, pad_id: int, batch: int, dtype: torch.dtype) -> _Padded:
         ids = torch.cat([lists.gaussian_ids, lists.gaussian_ids.new_full((1,), pad_id)])
-        return cls(lists, ids, torch.cat([lists.masks, lists.masks.new_zeros(1)]))
+        masks = torch.cat([lists.masks, lists.masks.new_zeros(1)])
+        cells = torch.arange(batch * lists.tiles_per_image * cells_per_tile(lists), device=ids.device)
+        return cls(lists, ids, masks, torch.stack(_cell_centres(lists, cells, dtype), dim=1))
 
 
 def _select(padded: _Padded, step: Step) -> tuple[Tensor, Tensor]:
@@ -137,6 +141,8 @@ def _select(padded: _Padded, step: Step) -> tuple[Tensor, Tensor]:
     pad = lists.gaussian_ids.numel()  # index of the padding entry
     index = step.start.unsqueeze(1) + torch.arange(w, device=step.start.device)
     index = torch.where(index < step.end.unsqueeze(1), index, pad)
+    if lists.split == 1:  # the cell is the whole tile: every entry counts
+        return padded.ids.index_select(0, index.view(-1)), torch.full_like(step.start, w)
     bit = 1 << (step.cells % cells_per_tile(lists)).to(torch.int32)
     take = (padded.masks.index_select(0, index.view(-1)).view(a, w) & bit.unsqueeze(1)) != 0
     rank = torch.cumsum(take, 1, dtype=torch.int32)
@@ -146,18 +152,18 @@ def _select(padded: _Padded, step: Step) -> tuple[Tensor, Tensor]:
     return padded.ids.index_select(0, chosen[:, :k].reshape(-1)), consumed
 
 
-def _coefficients(rows: Tensor, lists: TileLists, cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _coefficients(rows: Tensor, centres: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Exponent coefficients psi [A * K, 6] and the offsets mx, my [A, K] from the cell centres.
 
-    rows: [A * K, 10] rows of the scaled table (x, y, s0, s1, s2, log2 o, ...), where s0, s1, s2
+    rows: [A * K, 11] rows of the scaled table (x, y, s0, s1, s2, log2 o, ...), centres [A, 2], where s0, s1, s2
     = -log2(e) (a / 2, b, c / 2). The base-2 exponent of a pixel at offset q from its cell centre is
     phi(q) . psi, with phi = (qx^2, qx qy, qy^2, qx, qy, 1); for the Gaussian at offset m from the
     centre, psi = (s0, s1, s2, -(2 s0 mx + s1 my), -(s1 mx + 2 s2 my), s0 mx^2 + s1 mx my + s2 my^2 + lo).
     """
-    a = cells.numel()
-    cx, cy = _cell_centres(lists, cells, rows.dtype)
+    a = centres.shape[0]
     r = rows.view(a, -1, rows.shape[1])
-    mx, my = r[..., 0] - cx.unsqueeze(1), r[..., 1] - cy.unsqueeze(1)
+    m = r[..., :2] - centres.unsqueeze(1)
+    mx, my = m[..., 0], m[..., 1]
     s0, s1, s2 = r[..., 2], r[..., 3], r[..., 4]
     u, v, w = s0 * mx, s1 * my, s2 * my
     psi = torch.empty(a, r.shape[1], 6, dtype=rows.dtype, device=rows.device)
@@ -292,14 +298,14 @@ def _round_inputs(padded: _Padded, table: Tensor, step: Step):
     """Entry ids [A * K], their table rows [A * K, 10], psi [6, A * K], mx, my, and entries consumed."""
     entry, consumed = _select(padded, step)
     rows = table.index_select(0, entry)
-    psi, mx, my = _coefficients(rows, padded.lists, step.cells)
+    psi, mx, my = _coefficients(rows, padded.centres.index_select(0, step.cells))
     return entry, rows, psi, mx, my, consumed
 
 
 def _features(rows: Tensor, slots: int, ones: bool = False) -> Tensor:
-    """(r, g, b, depth) of the round's entries as [A, 4, K], with a row of ones appended if asked."""
-    feats = rows[:, 6:].reshape(slots, -1, CHANNELS).transpose(1, 2)
-    return torch.cat([feats, feats.new_ones(slots, 1, feats.shape[2])], 1) if ones else feats
+    """(r, g, b, depth) of the round's entries as [A, 4, K], or [A, 5, K] with the table's column of ones."""
+    width = CHANNELS + 1 if ones else CHANNELS
+    return rows[:, 6 : 6 + width].reshape(slots, -1, width).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------- passes
@@ -452,8 +458,9 @@ def _column_scale(table: Tensor) -> Tensor:
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, lists, batch, height, width, budget):
-        padded = _Padded.of(lists, pad_id=table.shape[0])
-        table = _pad_table(table * _column_scale(table))
+        padded = _Padded.of(lists, pad_id=table.shape[0], batch=batch, dtype=table.dtype)
+        # The scaled columns (see `_coefficients`) and a column of ones, whose sum gives T at a stop.
+        table = _pad_table(torch.cat([table * _column_scale(table), table.new_ones(table.shape[0], 1)], 1))
         acc, trans, steps = composite_forward(table, padded, batch, height, width, budget)
         ctx.save_for_backward(table, acc, trans)
         ctx.padded, ctx.steps, ctx.shape, ctx.budget = padded, steps, (batch, height, width), budget
@@ -472,7 +479,7 @@ class _Composite(torch.autograd.Function):
             table, padded, ctx.steps, acc, trans,
             to_cells(grad_color, lists), to_cells(grad_t, lists).squeeze(1), in_image, ctx.budget,
         )  # fmt: skip
-        return grads[:, :-1].t() * _column_scale(table), None, None, None, None, None
+        return grads[:, :-1].t() * _column_scale(grads), None, None, None, None, None
 
 
 def composite(
