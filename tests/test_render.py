@@ -260,6 +260,19 @@ def test_output_shapes_and_ranges_for_non_square_images():
     assert float(out.alpha.min()) >= 0 and float(out.alpha.max()) <= 1 - 1e-4 + 1e-7
 
 
+def test_half_precision_scenes_render_in_float32():
+    scene = random_scene(100, seed=8, dtype=torch.float32)
+    labels = look_at(**FRONTAL)
+    full = render(scene, labels, 32, background=1.0)
+    for dtype in (torch.float16, torch.bfloat16):
+        half = scene.to(dtype).requires_grad_()
+        out = render(half, labels, 32, background=1.0)
+        assert out.image.dtype == torch.float32
+        assert (out.image - full.image).abs().mean() < 0.02  # only the inputs were rounded
+        out.image.sum().backward()
+        assert half.xyz.grad is not None and half.xyz.grad.dtype == dtype
+
+
 # ------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "labels, match",

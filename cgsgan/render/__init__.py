@@ -120,10 +120,13 @@ def render(
     """Render scene b from camera label b (labels [B, 25], EG3D convention).
 
     background: None (black, i.e. premultiplied colours), a number, [3] or [B, 3] in [0, 1].
-    A single scene with B cameras, or B scenes with one camera, is broadcast.
+    A single scene with B cameras, or B scenes with one camera, is broadcast. Float64 scenes render
+    in float64 (torch backend); float16 and bfloat16 scenes render in float32.
     """
     height, width = _check_resolution(resolution)
     _check_scene(scene)
+    if scene.dtype not in (torch.float32, torch.float64):
+        scene = scene.to(torch.float32)  # half-precision scenes render in float32 (outputs too)
     labels = check_labels(labels, "labels").to(device=scene.device, dtype=scene.dtype)
     scene, labels = _broadcast(scene, labels)
     batch = scene.batch_size
