@@ -150,16 +150,7 @@ def test_cell_and_round_sizes_do_not_change_the_result():
     scene = random_scene(400, seed=11)
     labels = look_at(**FRONTAL, dtype=F64)
     proj = project(scene, labels, 64, 80)
-    table = torch.cat(
-        [
-            proj.means2d,
-            proj.conics,
-            proj.log_opacities.unsqueeze(-1) * torch_backend.LOG2E,
-            proj.colors,
-            proj.depths.unsqueeze(-1),
-        ],
-        -1,
-    ).reshape(-1, 10)
+    table = torch_backend.gaussian_table(proj)
     reference = None
     for cell in (16, 8, 4):
         lists = intersect_tiles(proj, 64, 80, cell=cell)

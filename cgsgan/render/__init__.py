@@ -140,16 +140,6 @@ def render(
         image, alpha, depth = gsplat_backend.composite(proj, lists, background, height, width)
         return RenderOutput(image, alpha, depth)
 
-    table = torch.cat(
-        [
-            proj.means2d,
-            proj.conics,
-            proj.log_opacities.unsqueeze(-1) * torch_backend.LOG2E,
-            proj.colors,
-            proj.depths.unsqueeze(-1),
-        ],
-        dim=-1,
-    )
-    acc, trans = torch_backend.composite(table.reshape(-1, 10), lists, batch, height, width)
+    acc, trans = torch_backend.composite(torch_backend.gaussian_table(proj), lists, batch, height, width)
     image = acc[:, :3] + trans * background[:, :, None, None]
     return RenderOutput(image=image, alpha=1.0 - trans, depth=acc[:, 3:4])

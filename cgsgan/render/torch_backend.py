@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from cgsgan.render.projection import ALPHA_MIN
+from cgsgan.render.projection import ALPHA_MIN, Projection
 from cgsgan.render.tiles import TILE, TileLists
 
 ALPHA_MAX = 0.99
@@ -46,6 +46,21 @@ _TINY = 1e-20  # keeps suffix / T finite where both are 0 (the weight is 0 there
 SCAN_LOOP_MIN_PIXELS = 32768  # CPU rounds with at least A * P pixels scan over K with slab ops
 DEFAULT_BUDGET = 1 << 21  # elements of one round's block (8 MB in float32); fewer, larger rounds pay off
 TABLE_COLUMNS = 10  # x, y, a, b, c, log2 opacity, r, g, b, depth (internally one more: ones)
+
+
+def gaussian_table(proj: Projection) -> Tensor:
+    """The per-Gaussian rows the compositor reads, [B * N, TABLE_COLUMNS] (opacity as log2 for exp2)."""
+    table = torch.cat(
+        [
+            proj.means2d,
+            proj.conics,
+            proj.log_opacities.unsqueeze(-1) * LOG2E,
+            proj.colors,
+            proj.depths.unsqueeze(-1),
+        ],
+        dim=-1,
+    )
+    return table.reshape(-1, TABLE_COLUMNS)
 
 
 # ------------------------------------------------------------------ cell layout
