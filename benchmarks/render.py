@@ -132,6 +132,20 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def sgemm_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
+    """float32 matrix-multiply rate of this machine: timings on shared hosts drift, this says how fast it was."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=_parse_size, default=SIZES, help="NxR, e.g. 109000x256")
@@ -153,7 +167,8 @@ def main() -> None:
         else f"{_cpu_name()}, {torch.get_num_threads()} threads"
     )
     print(
-        f"cgsgan render benchmark: backend {args.backend}, {where}, torch {torch.__version__}, {args.repeats} repeats\n"
+        f"cgsgan render benchmark: backend {args.backend}, {where}, torch {torch.__version__}, {args.repeats} repeats, "
+        f"sgemm {sgemm_gflops(args.device):.0f} GFLOP/s\n"
     )
     print("| N, R | forward ms (min / median) | forward+backward ms (min / median) | peak memory MB | targets (CPU) |")
     print("|---|---|---|---|---|")
