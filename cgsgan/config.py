@@ -1,0 +1,175 @@
+"""Network configurations as dataclasses, and the named presets.
+
+Every default is documented here once. The official presets (``ffhqc256`` ...
+``ffhqc2048``) build the networks of the released CGS-GAN checkpoints; the
+CPU presets (``tiny64``, ``small128``) change only widths, point count and
+number of levels, so they run the same code on small machines.
+
+Two official generator revisions exist and both load: ``v1`` (one w shared by
+every transformer block) and ``v2`` (one w per block; the level-7 feature
+width is 8 instead of 16, which matters at 2048 only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+UPSAMPLE_RATIOS = (1, 4, 4, 4, 2, 2, 2, 2)  # children per parent, level by level
+REVISIONS = ("v1", "v2")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The CGS-GAN generator: mapping network, point transformer and Gaussian hierarchy."""
+
+    resolution: int = 512  # training image size; sets the scale schedule
+    revision: str = "v2"  # "v1" or "v2", see the module docstring
+    levels: int | None = None  # hierarchy levels = transformer outputs; None: log2(resolution) - 3
+    num_points: int = 512  # tokens of the learnable point cloud
+    width: int = 512  # transformer width (tokens' channels)
+    z_dim: int = 512
+    w_dim: int = 512
+    c_dim: int = 25  # camera label size; the mapping only ever sees zeros (unconditional G)
+    mapping_layers: int = 2
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.998
+    heads: int = 8
+    mlp_ratio: int = 4
+    first_blocks: int = 6  # blocks before the level-0 output; one more block per further level
+    pe_dim: int = 256  # channels of each of the two positional encodings (Fourier, constant)
+    pe_res: int = 512  # length of the constant-PE lines
+    min_feature_width: int = 16  # floor of the per-level feature width
+
+    def __post_init__(self) -> None:
+        if self.revision not in REVISIONS:
+            raise ValueError(f"revision must be one of {REVISIONS}, got {self.revision!r}")
+        if self.resolution < 16 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 16, got {self.resolution}")
+        if not 2 <= self.num_levels <= len(UPSAMPLE_RATIOS):
+            raise ValueError(f"levels must be in 2..{len(UPSAMPLE_RATIOS)}, got {self.num_levels}")
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+        if self.pe_dim * 2 != self.width:
+            raise ValueError(f"width ({self.width}) must be 2 * pe_dim ({self.pe_dim})")
+        for name in ("num_points", "z_dim", "w_dim", "mapping_layers", "first_blocks", "pe_res"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    # ------------------------------------------------------------ derived sizes
+    @property
+    def num_levels(self) -> int:
+        return self.levels if self.levels is not None else int(math.log2(self.resolution)) - 3
+
+    @property
+    def num_blocks(self) -> int:
+        return self.first_blocks + self.num_levels - 1
+
+    @property
+    def num_ws(self) -> int:
+        """Rows of ws: v1 shares one w, v2 feeds block j with ws[:, j] (all rows equal)."""
+        return 1 if self.revision == "v1" else self.num_blocks
+
+    @property
+    def ratios(self) -> tuple[int, ...]:
+        return UPSAMPLE_RATIOS[: self.num_levels]
+
+    @property
+    def cumulative_ratios(self) -> tuple[int, ...]:
+        return tuple(math.prod(self.ratios[: i + 1]) for i in range(self.num_levels))
+
+    @property
+    def feature_widths(self) -> tuple[int, ...]:
+        widths = [max(self.min_feature_width, self.width >> i) for i in range(self.num_levels)]
+        if self.revision == "v2" and self.num_levels == 8:
+            widths[7] = 8
+        return tuple(widths)
+
+    @property
+    def level_sizes(self) -> tuple[int, ...]:
+        """Gaussians per sample at each level (level 0 first)."""
+        return tuple(self.num_points * r for r in self.cumulative_ratios)
+
+    @property
+    def num_gaussians(self) -> int:
+        return sum(self.level_sizes)
+
+    @property
+    def num_anchors(self) -> int:
+        return sum(self.level_sizes[:-1])
+
+    # ----------------------------------------------------- the scale schedule
+    @property
+    def scale_init(self) -> float:
+        """Log of the coarsest scale, ln(0.5 / sqrt(num_points)): also the level-0 anchors' upper bound."""
+        return math.log(0.5 / math.sqrt(self.num_points))
+
+    @property
+    def min_scale(self) -> float:
+        """0.5 / R: a parent larger than this splits (its children shrink by split_ratio)."""
+        return 0.5 / self.resolution
+
+    @property
+    def split_ratio(self) -> float:
+        # The official schedule divides by (number of upsamplings - 1) = log2(R) - 4.
+        steps = max(int(math.log2(self.resolution)) - 4, 1)
+        return math.exp((self.scale_init - math.log(self.min_scale)) / steps)
+
+    # ------------------------------------------------------------- plumbing
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GeneratorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown generator config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named network configuration and what it is for."""
+
+    name: str
+    generator: GeneratorConfig
+    description: str
+    tags: tuple[str, ...] = field(default=())
+
+
+def _official(resolution: int) -> Preset:
+    return Preset(
+        name=f"ffhqc{resolution}",
+        generator=GeneratorConfig(resolution=resolution),
+        description=f"official CGS-GAN at {resolution}^2",
+        tags=("official",),
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        *(_official(r) for r in (256, 512, 1024, 2048)),
+        Preset(
+            "tiny64",
+            GeneratorConfig(resolution=64, num_points=256, width=128, z_dim=128, w_dim=128, pe_dim=64, levels=3),
+            "CPU-sized: 64^2, 5,376 Gaussians, width 128",
+            ("cpu",),
+        ),
+        Preset(
+            "small128",
+            GeneratorConfig(resolution=128, num_points=256, width=256, z_dim=256, w_dim=256, pe_dim=128, levels=4),
+            "CPU-sized: 128^2, 21,760 Gaussians, width 256",
+            ("cpu",),
+        ),
+    )
+}
+
+
+def generator_config(preset: str, **overrides: Any) -> GeneratorConfig:
+    """A preset's generator config with fields replaced, e.g. ``generator_config("ffhqc512", revision="v1")``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[preset].generator, **overrides)

@@ -1,0 +1,70 @@
+"""Equalised-learning-rate layers of StyleGAN2, as the CGS-GAN networks use them.
+
+The stored weight of a fully connected layer is ``N(0, 1) * weight_init / lr_multiplier``
+and it is rescaled at run time by ``lr_multiplier / sqrt(fan_in)``; the stored bias
+is ``bias_init / lr_multiplier``, rescaled by ``lr_multiplier``. So Adam sees
+parameters of unit scale, and ``lr_multiplier`` slows a layer down (0.01 in the
+mapping network). Parameter names (``weight``, ``bias``) match the official
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' second moment through leaky ReLU
+ACTIVATIONS = ("linear", "lrelu")
+
+
+def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Scale x to unit mean square along ``dim``."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def lrelu(x: Tensor) -> Tensor:
+    """Leaky ReLU (slope 0.2) times sqrt(2), StyleGAN2's ``lrelu`` activation."""
+    return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+
+
+class FullyConnectedLayer(nn.Module):
+    """Equalised-lr linear layer on inputs [..., in_features] -> [..., out_features]."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        weight_init: float = 1.0,
+        bias_init: float | np.ndarray = 0.0,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) * (weight_init / lr_multiplier))
+        if bias:
+            init = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [out_features])
+            self.bias = nn.Parameter(torch.from_numpy(init / lr_multiplier))
+        else:
+            self.register_parameter("bias", None)
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.weight_gain
+        bias = None if self.bias is None else self.bias * self.bias_gain
+        x = F.linear(x, weight, bias)
+        return lrelu(x) if self.activation == "lrelu" else x
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
