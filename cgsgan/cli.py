@@ -18,6 +18,7 @@ import click
 from cgsgan import __version__
 from cgsgan.apps import convert_file, render_file, run_demo
 from cgsgan.camera import DEFAULT_RADIUS
+from cgsgan.io.checkpoint import convert_official
 from cgsgan.io.frames import UP_AXES
 from cgsgan.render import BACKENDS
 
@@ -106,6 +107,7 @@ def main() -> None:
       cgsgan render out/demo/demo_head.ply --out head.png --yaw 30
       cgsgan render head.ply --frames 60 --out turntable.gif
       cgsgan convert head.ply head.splat
+      cgsgan convert network-snapshot.pkl ffhqc512.safetensors   # import an official checkpoint
       cgsgan COMMAND --help                     # options of one command
     """
 
@@ -272,15 +274,26 @@ def render(
 @click.option("--up-out", type=UP, default="y", show_default=True, help="Up axis to store OUT with.")
 @friendly_errors
 def convert(src: str, dst: str, compact: bool, up_in: str, up_out: str) -> None:
-    """Convert a scene between .ply and .splat, or full and compact PLY (by the extensions).
+    """Convert a scene between .ply and .splat, or full and compact PLY; or import an official checkpoint.
+
+    The kind of conversion follows the extensions. An official CGS-GAN snapshot
+    (.pkl) becomes a .safetensors checkpoint; it is read without running any of
+    the code the pickle carries, and a pickle that asks for anything else is refused.
 
     \b
     Examples:
+      cgsgan convert network-snapshot-ffhqc512.pkl ffhqc512.safetensors
       cgsgan convert head.ply head.splat
       cgsgan convert head.splat head.ply
       cgsgan convert head.ply head_compact.ply --compact
       cgsgan convert colmap_head.ply head.ply --up-in -y   # y-down file -> our y-up frame
     """
+    if Path(src).suffix.lower() == ".pkl":
+        if Path(dst).suffix.lower() != ".safetensors":
+            raise click.BadParameter(f"{dst!r} must end in .safetensors for an official .pkl", param_hint="OUT")
+        started = time.perf_counter()
+        _report([convert_official(src, dst)], started)
+        return
     source, target = scene_file(src, "IN"), scene_file(dst, "OUT")
     if compact and target.suffix.lower() != ".ply":
         raise click.UsageError("--compact applies to .ply output only")

@@ -154,13 +154,13 @@ PRESETS: dict[str, Preset] = {
         *(_official(r) for r in (256, 512, 1024, 2048)),
         Preset(
             "tiny64",
-            GeneratorConfig(resolution=64, num_points=256, width=128, z_dim=128, w_dim=128, pe_dim=64, levels=3),
+            GeneratorConfig(resolution=64, num_points=256, width=128, z_dim=128, w_dim=128, pe_dim=64),
             "CPU-sized: 64^2, 5,376 Gaussians, width 128",
             ("cpu",),
         ),
         Preset(
             "small128",
-            GeneratorConfig(resolution=128, num_points=256, width=256, z_dim=256, w_dim=256, pe_dim=128, levels=4),
+            GeneratorConfig(resolution=128, num_points=256, width=256, z_dim=256, w_dim=256, pe_dim=128),
             "CPU-sized: 128^2, 21,760 Gaussians, width 256",
             ("cpu",),
         ),

@@ -124,8 +124,11 @@ class AdaptiveNorm(nn.Module):
         """x [B, N, C], w [B, 1, w_dim]."""
         dtype = x.dtype
         x = x.float()
-        x = (x - x.mean(dim=1, keepdim=True)) / (x.std(dim=1, keepdim=True, unbiased=False) + 1e-8)
-        return (self.gamma(w) * x + self.beta(w)).to(dtype)
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+        # gamma (x - mean) / (std + eps) + beta as one multiply-add over x: scale and shift are [B, 1, C].
+        scale = self.gamma(w) / (var.sqrt() + 1e-8)
+        shift = self.beta(w) - mean * scale
+        return torch.addcmul(shift, x, scale).to(dtype)
 
 
 class Attention(nn.Module):
@@ -152,7 +155,7 @@ class MLP(nn.Module):
         self.c_proj = FullyConnectedLayer(ratio * width, width)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x)) * math.sqrt(2.0))
+        return self.c_proj(F.gelu(self.c_fc(x)), gain=math.sqrt(2.0))  # GELU times sqrt(2)
 
 
 class Block(nn.Module):
@@ -171,8 +174,8 @@ class Block(nn.Module):
         self.ls_2 = FullyConnectedLayer(w_dim, width, weight_init=0.0, bias_init=0.0)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x, w)) * self.ls_1(w)
-        return x + self.mlp(self.ln_2(x, w)) * self.ls_2(w)
+        x = torch.addcmul(x, self.attn(self.ln_1(x, w)), self.ls_1(w))
+        return torch.addcmul(x, self.mlp(self.ln_2(x, w)), self.ls_2(w))
 
 
 class Transformer(nn.Module):

@@ -60,11 +60,18 @@ class FullyConnectedLayer(nn.Module):
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
-    def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight * self.weight_gain
-        bias = None if self.bias is None else self.bias * self.bias_gain
-        x = F.linear(x, weight, bias)
-        return lrelu(x) if self.activation == "lrelu" else x
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """FC(x * gain). The gains ride on addmm's alpha and beta, so the weights are never rescaled
+        in memory; lrelu's sqrt(2) joins them since leaky ReLU commutes with positive factors."""
+        act_gain = LRELU_GAIN if self.activation == "lrelu" else 1.0
+        alpha = self.weight_gain * gain * act_gain
+        flat = x.reshape(-1, x.shape[-1])
+        if self.bias is None:
+            y = torch.mm(flat, self.weight.t()) * alpha
+        else:
+            y = torch.addmm(self.bias, flat, self.weight.t(), beta=self.bias_gain * act_gain, alpha=alpha)
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return F.leaky_relu(y, LRELU_SLOPE) if self.activation == "lrelu" else y
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
