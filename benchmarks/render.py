@@ -20,14 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import resource
-import statistics
-import subprocess
-import sys
-import time
+from statistics import median
 
 import torch
+from common import PeakMemory, machine, run_child, timed
 
 from cgsgan import GaussianScene
 from cgsgan.camera import look_at
@@ -53,15 +49,6 @@ def head_like_scene(count: int, resolution: int, seed: int = 0, device: str = "c
     return scene.to(device)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def measure(count: int, resolution: int, repeats: int, device: str, backend: str) -> dict:
     """Times (ms) and peak memory (MB) of one size; meant to run in its own process."""
     scene = head_like_scene(count, resolution, device=device)
@@ -76,41 +63,20 @@ def measure(count: int, resolution: int, repeats: int, device: str, backend: str
         out = render(trainable, labels, resolution, background=1.0, backend=backend)
         (out.image.sum() + out.alpha.sum() + out.depth.sum()).backward()
 
-    def timed(fn) -> list[float]:
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append((time.perf_counter() - start) * 1e3)
-        return times
-
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / 2**20
-    else:
-        base = _peak_rss_mb()
-    fwd, fwd_bwd = timed(forward), timed(forward_backward)
-    peak = torch.cuda.max_memory_allocated() / 2**20 - base if device.startswith("cuda") else _peak_rss_mb() - base
+    memory = PeakMemory(device)
+    fwd, fwd_bwd = timed(forward, repeats, device), timed(forward_backward, repeats, device)
+    peak = memory.peak_mb()
     return dict(
         count=count, resolution=resolution,
-        forward_min=min(fwd), forward_median=statistics.median(fwd),
-        backward_min=min(fwd_bwd), backward_median=statistics.median(fwd_bwd),
+        forward_min=min(fwd), forward_median=median(fwd),
+        backward_min=min(fwd_bwd), backward_median=median(fwd_bwd),
         peak_mb=peak,
     )  # fmt: skip
 
 
 def _run_child(count: int, resolution: int, args: argparse.Namespace) -> dict:
-    command = [
-        sys.executable, __file__, "--child", f"{count}x{resolution}",
-        "--repeats", str(args.repeats), "--device", args.device, "--backend", args.backend,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"benchmark of {count}x{resolution} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    options = ["--repeats", str(args.repeats), "--device", args.device, "--backend", args.backend]
+    return run_child(__file__, ["--child", f"{count}x{resolution}", *options])
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -119,31 +85,6 @@ def _parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 109000x256, got {text!r}") from None
     return count, resolution
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def sgemm_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
-    """float32 matrix-multiply rate of this machine: timings on shared hosts drift, this says how fast it was."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    _sync(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -161,15 +102,7 @@ def main() -> None:
         print(json.dumps(measure(*args.child, args.repeats, args.device, args.backend)))
         return
 
-    where = (
-        torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else f"{_cpu_name()}, {torch.get_num_threads()} threads"
-    )
-    print(
-        f"cgsgan render benchmark: backend {args.backend}, {where}, torch {torch.__version__}, {args.repeats} repeats, "
-        f"sgemm {sgemm_gflops(args.device):.0f} GFLOP/s\n"
-    )
+    print(f"cgsgan render benchmark: backend {args.backend}, {args.repeats} repeats, {machine(args.device)}\n")
     print("| N, R | forward ms (min / median) | forward+backward ms (min / median) | peak memory MB | targets (CPU) |")
     print("|---|---|---|---|---|")
     for count, resolution in args.sizes:

@@ -60,16 +60,20 @@ class FullyConnectedLayer(nn.Module):
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
-    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        """FC(x * gain). The gains ride on addmm's alpha and beta, so the weights are never rescaled
-        in memory; lrelu's sqrt(2) joins them since leaky ReLU commutes with positive factors."""
-        act_gain = LRELU_GAIN if self.activation == "lrelu" else 1.0
-        alpha = self.weight_gain * gain * act_gain
+    def forward(self, x: Tensor, gain: float = 1.0, scale: float = 1.0) -> Tensor:
+        """act(FC(x * gain)) * scale, for positive gain and scale.
+
+        The factors ride on addmm's alpha and beta, so the weights are never rescaled in
+        memory; lrelu's sqrt(2) and ``scale`` join them since leaky ReLU commutes with
+        positive factors.
+        """
+        out_gain = scale * (LRELU_GAIN if self.activation == "lrelu" else 1.0)
+        alpha = self.weight_gain * gain * out_gain
         flat = x.reshape(-1, x.shape[-1])
         if self.bias is None:
             y = torch.mm(flat, self.weight.t()) * alpha
         else:
-            y = torch.addmm(self.bias, flat, self.weight.t(), beta=self.bias_gain * act_gain, alpha=alpha)
+            y = torch.addmm(self.bias, flat, self.weight.t(), beta=self.bias_gain * out_gain, alpha=alpha)
         y = y.reshape(*x.shape[:-1], self.out_features)
         return F.leaky_relu(y, LRELU_SLOPE) if self.activation == "lrelu" else y
 
