@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import Tensor, nn
 
+from cgsgan.atomic import atomic_write
 from cgsgan.config import GeneratorConfig
 from cgsgan.io.official import detect_generator_config, read_official_snapshot
 from cgsgan.models import CGSGenerator, build_generator
@@ -40,7 +40,6 @@ def save_networks(
     source: str = "",
 ) -> Path:
     """Write modules (or raw state dicts) under their names, atomically (temp file + rename)."""
-    path = Path(path)
     tensors: dict[str, Tensor] = {}
     for name, net in networks.items():
         if "." in name or not name:
@@ -54,14 +53,8 @@ def save_networks(
         "generator": json.dumps(generator.to_dict()),
         "source": source,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+    return Path(path)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

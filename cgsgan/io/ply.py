@@ -26,16 +26,14 @@ from __future__ import annotations
 import errno
 import operator
 import os
-import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 from plyfile import PlyData, PlyElement, PlyHeaderParseError, PlyParseError
 
+from cgsgan.atomic import atomic_write
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io.frames import check_up, to_frame
 
@@ -102,29 +100,6 @@ def scene_from_arrays(arrays: dict[str, np.ndarray]) -> GaussianScene:
     return GaussianScene(
         **{name: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None] for name, a in arrays.items()}
     )
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
-    """Write ``path`` through ``write(file)`` into a temp file beside it, then rename.
-
-    Readers never see a half-written file: the temp file is fsynced and moved
-    over ``path`` with ``os.replace`` (atomic on POSIX and Windows), and removed
-    if anything fails. Parent directories are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        # "xb": create new with the umask's default permissions, unlike mkstemp's 0600.
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def check_readable(path: str | os.PathLike, kind: str) -> Path:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cgsgan.atomic import atomic_write
 from cgsgan.gaussians import SH_C0, GaussianScene
 from cgsgan.io.frames import check_up, to_frame
-from cgsgan.io.ply import atomic_write, check_readable, scene_sample_arrays
+from cgsgan.io.ply import check_readable, scene_sample_arrays
 
 # 12 + 12 + 4 + 4 = 32 bytes, no padding.
 SPLAT_DTYPE = np.dtype([("xyz", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
