@@ -1,4 +1,4 @@
-"""Equalised-learning-rate layers of StyleGAN2, as the CGS-GAN networks use them.
+"""Equalised-learning-rate layers of StyleGAN2 (fully connected and convolutional), as the CGS-GAN networks use them.
 
 The stored weight of a fully connected layer is ``N(0, 1) * weight_init / lr_multiplier``
 and it is rescaled at run time by ``lr_multiplier / sqrt(fan_in)``; the stored bias
@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from cgsgan.nn.resample import conv2d_resample, setup_filter
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' second moment through leaky ReLU
@@ -79,3 +81,51 @@ class FullyConnectedLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
+
+def bias_act(x: Tensor, bias: Tensor | None, activation: str, gain: float, clamp: float | None) -> Tensor:
+    """StyleGAN2's bias_act on NCHW maps: add the bias, activate, scale by gain, clamp to +-clamp."""
+    if bias is not None:
+        x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
+    if activation == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE)
+    if gain != 1:
+        x = x * gain
+    return x.clamp(-clamp, clamp) if clamp is not None else x
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-lr 2D convolution with optional anti-aliased 2x down-sampling and output clamping.
+
+    Weight [out, in, k, k] ~ N(0, 1), used at 1 / sqrt(in k^2); ``resample_filter`` is a
+    buffer as in the official checkpoints (only layers that down-sample use it).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: str = "linear",
+        down: int = 1,
+        conv_clamp: float | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if down not in (1, 2):
+            raise ValueError(f"down must be 1 or 2, got {down}")
+        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
+        self.padding = kernel_size // 2
+        self.register_buffer("resample_filter", setup_filter())
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.act_gain = LRELU_GAIN if activation == "lrelu" else 1.0
+
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        weight = (self.weight * self.weight_gain).to(x.dtype)
+        x = conv2d_resample(x, weight, self.resample_filter, down=self.down, padding=self.padding)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias, self.activation, self.act_gain * gain, clamp)

@@ -31,8 +31,13 @@ FILES = [
     "G_v1_2048_lite",
     "G_v2_2048_lite",
 ]
-KEY_FILES = [f"keys_G_{rev}_{res}" for rev in ("v1", "v2") for res in (256, 512, 1024, 2048)]
+KEY_FILES = [f"keys_G_{rev}_{res}" for rev in ("v1", "v2") for res in (256, 512, 1024, 2048)] + [
+    "keys_D_256",
+    "keys_D_512",
+]
+COPIED = ["fill_check.json", "D_256.npz", "D_256_ruleC.npz"]  # small enough to keep whole
 KEY_FIELDS = ("revision", "resolution", "num_ws", "gaussians_per_sample", "anchors_per_sample", "n_parameters_total")
+D_KEY_FIELDS = ("resolution", "n_parameters_total", "parameters_by_group")
 THINNED = ("_every37", "_every101", "_level0_all", "_ch4", "pe_tokens_ch8")
 
 
@@ -52,11 +57,11 @@ def main(source: Path) -> None:
         np.savez_compressed(here / f"{stem}.npz", row_stride=np.int64(ROW_STRIDE), **kept)
     for stem in KEY_FILES:
         full = json.loads((source / f"{stem}.json").read_text())
-        small = {k: full[k] for k in KEY_FIELDS}
+        small = {k: full[k] for k in (D_KEY_FIELDS if full["model"] == "D" else KEY_FIELDS)}
         small["state_dict"] = [[e["key"], e["shape"], e["dtype"]] for e in full["state_dict"]]
         (here / f"{stem}.json").write_text(json.dumps(small, separators=(",", ":")))
-    for name in ("fill_check.json",):
-        (here / name).write_text((source / name).read_text())
+    for name in COPIED:
+        (here / name).write_bytes((source / name).read_bytes())
 
 
 if __name__ == "__main__":
