@@ -1,0 +1,1 @@
+"""Training: the CGS-GAN objectives (:mod:`cgsgan.train.loss`)."""
