@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import pickle
@@ -11,8 +12,16 @@ from test_official import EasyDict, _install_fake_packages, _reconstruct_persist
 from cgsgan.cli import main
 from cgsgan.config import GeneratorConfig, generator_config
 from cgsgan.io import checkpoint
-from cgsgan.io.checkpoint import convert_official, infer_generator_config, load_network, read_state_dicts, save_networks
+from cgsgan.io.checkpoint import (
+    convert_official,
+    infer_generator_config,
+    load_discriminator,
+    load_network,
+    read_state_dicts,
+    save_networks,
+)
 from cgsgan.models import build_generator
+from cgsgan.models.discriminator import Discriminator, DiscriminatorConfig
 
 
 def tiny(revision="v2", seed=0):
@@ -105,11 +114,12 @@ class OfficialPickler(pickle.Pickler):
     """Pickles our modules the way torch_utils.persistence pickles the official ones (meta + __dict__)."""
 
     def reducer_override(self, obj):
-        if isinstance(obj, GeneratorConfig):
-            return (EasyDict, (obj.to_dict(),))
+        if isinstance(obj, GeneratorConfig | DiscriminatorConfig):  # configs: plain dicts, as official kwargs are
+            return (EasyDict, (dataclasses.asdict(obj),))
         if isinstance(obj, torch.nn.Module) and type(obj).__module__.startswith("cgsgan"):
             meta = dict(type="class", version=6, module_src="raise SystemExit", class_name=type(obj).__name__)
-            meta["state"] = dict(obj.__dict__)
+            hooks = {k: type(v)() for k, v in obj.__dict__.items() if k.endswith("_hooks")}  # ours, not official
+            meta["state"] = {**obj.__dict__, **hooks}
             return (_reconstruct_persistent_obj, (meta,))
         return NotImplemented
 
@@ -125,13 +135,14 @@ def official_pickle(path, networks, extra=None):
 def test_convert_official_snapshot(tmp_path, monkeypatch, revision):
     _install_fake_packages(monkeypatch)
     G, G_ema = tiny(revision, seed=0), tiny(revision, seed=1)
+    D = Discriminator(DiscriminatorConfig(resolution=64))
     opt = torch.optim.Adam(G.parameters(), lr=1e-3)
     sum(p.sum() for p in G.parameters()).backward()
     opt.step()
     src = official_pickle(
         tmp_path / "network-snapshot-000100.pkl",
         {"G": G, "G_ema": G_ema},
-        {"D_opt": opt.state_dict(), "D": torch.nn.Linear(8, 1)},
+        {"D_opt": opt.state_dict(), "D": D},
     )
     dst = convert_official(src, tmp_path / "out" / "tiny.safetensors")
     assert infer_generator_config(G.state_dict()) == G.cfg
@@ -139,7 +150,10 @@ def test_convert_official_snapshot(tmp_path, monkeypatch, revision):
     assert loaded.cfg == G.cfg
     assert same_outputs(loaded, G_ema)
     assert same_outputs(load_network(dst, "G"), G)
-    assert set(read_state_dicts(dst)["D"]) == {"weight", "bias"}
+    loaded_d = load_discriminator(dst)
+    images, labels = torch.randn(4, 3, 64, 64), torch.randn(4, 25)
+    with torch.no_grad():
+        assert torch.equal(loaded_d(images, labels), D(images, labels))
     optim = torch.load(dst.with_name(dst.name + ".optim.pt"), weights_only=True)
     assert set(optim) == {"D_opt"} and len(optim["D_opt"]["state"]) == len(list(G.parameters()))
     metadata = checkpoint.read_metadata(dst)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from cgsgan.atomic import atomic_write
 from cgsgan.config import GeneratorConfig
 from cgsgan.io.official import detect_generator_config, read_official_snapshot
 from cgsgan.models import CGSGenerator, build_generator
+from cgsgan.models.discriminator import DEAD_BLOCK, Discriminator, DiscriminatorConfig
 
 FORMAT = "1"
 GENERATOR_NAMES = ("G_ema", "G")  # load_network's preference when no name is given
@@ -38,8 +40,12 @@ def save_networks(
     networks: Mapping[str, nn.Module | Mapping[str, Tensor]],
     generator: GeneratorConfig,
     source: str = "",
+    discriminator: DiscriminatorConfig | None = None,
 ) -> Path:
-    """Write modules (or raw state dicts) under their names, atomically (temp file + rename)."""
+    """Write modules (or raw state dicts) under their names, atomically (temp file + rename).
+
+    ``discriminator`` (needed to rebuild a "D" network) is stored beside the generator config.
+    """
     tensors: dict[str, Tensor] = {}
     for name, net in networks.items():
         if "." in name or not name:
@@ -53,6 +59,8 @@ def save_networks(
         "generator": json.dumps(generator.to_dict()),
         "source": source,
     }
+    if discriminator is not None:
+        metadata["discriminator"] = json.dumps(asdict(discriminator))
     atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
     return Path(path)
 
@@ -105,6 +113,16 @@ def load_network(path: str | os.PathLike, name: str | None = None, device: str |
     return G.to(device).eval().requires_grad_(False)
 
 
+def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Discriminator:
+    """The discriminator "D" of a checkpoint, in train mode (it is only needed to go on training)."""
+    metadata = read_metadata(path)
+    if "D" not in json.loads(metadata["networks"]) or "discriminator" not in metadata:
+        raise ValueError(f"{path} holds no discriminator with its configuration")
+    D = Discriminator(DiscriminatorConfig(**json.loads(metadata["discriminator"])))
+    load_state(D, read_state_dicts(path)["D"], f"{path} [D]")
+    return D.to(device)
+
+
 def load_state(module: nn.Module, state: Mapping[str, Tensor], where: str) -> None:
     """load_state_dict with an error that lists what is missing, extra or mis-shaped."""
     own = module.state_dict()
@@ -130,9 +148,9 @@ def convert_official(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Import an official ``network-snapshot-*.pkl`` (read without running its code) into our format.
 
     The generators (G_ema, G) are rebuilt from their shapes and loaded strictly, so a file
-    that does not match the architecture fails here, not later. The discriminator is kept
-    as its state dict. Optimiser states, when present, go to ``<dst>.optim.pt`` (plain
-    tensors and numbers, readable with ``torch.load(weights_only=True)``).
+    that does not match the architecture fails here, not later. The discriminator is
+    loaded likewise (its dead ``b8_pose`` block dropped). Optimiser states, when present,
+    go to ``<dst>.optim.pt`` (plain tensors and numbers, ``torch.load(weights_only=True)``).
     """
     snapshot = read_official_snapshot(src)
     gens = [n for n in GENERATOR_NAMES if n in snapshot.networks]
@@ -144,9 +162,14 @@ def convert_official(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         G = build_generator(cfg)
         load_state(G, snapshot.networks[name], f"{src} [{name}]")
         networks[name] = G
+    d_cfg = None
     if "D" in snapshot.networks:
-        networks["D"] = snapshot.networks["D"]
-    dst = save_networks(dst, networks, cfg, source=f"official snapshot {Path(src).name}")
+        d_cfg = DiscriminatorConfig(resolution=cfg.resolution)
+        D = Discriminator(d_cfg)
+        official = {k: v for k, v in snapshot.networks["D"].items() if not k.startswith(DEAD_BLOCK)}  # never used
+        load_state(D, official, f"{src} [D]")
+        networks["D"] = D
+    dst = save_networks(dst, networks, cfg, source=f"official snapshot {Path(src).name}", discriminator=d_cfg)
     if snapshot.optimizers:
         torch.save(snapshot.optimizers, dst.with_name(dst.name + ".optim.pt"))
     return dst
