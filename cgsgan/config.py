@@ -130,6 +130,33 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class DiscriminatorConfig:
+    """The camera-conditioned StyleGAN2 discriminator (EG3D's resnet variant)."""
+
+    resolution: int = 512
+    c_dim: int = 25
+    img_channels: int = 3
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_fp16_res: int = 4  # blocks at the highest resolutions run in float16 on CUDA
+    conv_clamp: float | None = 256.0
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    mapping_layers: int = 8
+
+    def __post_init__(self) -> None:
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(int(math.log2(self.resolution)), 2, -1)]
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named network configuration and what it is for."""
 
@@ -137,6 +164,10 @@ class Preset:
     generator: GeneratorConfig
     description: str
     tags: tuple[str, ...] = field(default=())
+    discriminator: DiscriminatorConfig | None = None  # None: the official one at the generator's resolution
+
+    def discriminator_config(self) -> DiscriminatorConfig:
+        return self.discriminator or DiscriminatorConfig(resolution=self.generator.resolution)
 
 
 def _official(resolution: int) -> Preset:
@@ -157,12 +188,14 @@ PRESETS: dict[str, Preset] = {
             GeneratorConfig(resolution=64, num_points=256, width=128, z_dim=128, w_dim=128, pe_dim=64),
             "CPU-sized: 64^2, 5,376 Gaussians, width 128",
             ("cpu",),
+            DiscriminatorConfig(resolution=64, channel_base=4096, channel_max=256),
         ),
         Preset(
             "small128",
             GeneratorConfig(resolution=128, num_points=256, width=256, z_dim=256, w_dim=256, pe_dim=128),
             "CPU-sized: 128^2, 21,760 Gaussians, width 256",
             ("cpu",),
+            DiscriminatorConfig(resolution=128, channel_base=8192, channel_max=256),
         ),
     )
 }

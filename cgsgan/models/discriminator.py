@@ -19,40 +19,16 @@ weights are ignored when an official state dict is loaded.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from cgsgan.config import DiscriminatorConfig
 from cgsgan.nn import Conv2dLayer, FullyConnectedLayer, MappingNetwork
 from cgsgan.nn.resample import setup_filter
 
 DEAD_BLOCK = "b8_pose."
-
-
-@dataclass(frozen=True)
-class DiscriminatorConfig:
-    resolution: int = 512
-    c_dim: int = 25
-    img_channels: int = 3
-    channel_base: int = 32768
-    channel_max: int = 512
-    num_fp16_res: int = 4  # blocks at the highest resolutions run in float16 on CUDA
-    conv_clamp: float | None = 256.0
-    mbstd_group_size: int = 4
-    mbstd_num_channels: int = 1
-    mapping_layers: int = 8
-
-    def __post_init__(self) -> None:
-        if self.resolution < 8 or self.resolution & (self.resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
-
-    def channels(self, res: int) -> int:
-        return min(self.channel_base // res, self.channel_max)
-
-    @property
-    def block_resolutions(self) -> list[int]:
-        return [2**i for i in range(int(math.log2(self.resolution)), 2, -1)]
+__all__ = ["DEAD_BLOCK", "Discriminator", "DiscriminatorConfig", "minibatch_std"]
 
 
 class DiscriminatorBlock(nn.Module):
