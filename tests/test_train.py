@@ -94,3 +94,18 @@ def test_bad_configs_are_named():
         TrainConfig(preset="huge")
     with pytest.raises(ValueError, match="views"):
         TrainConfig(batch=4, views=8)
+
+
+def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
+    from click.testing import CliRunner
+
+    from cgsgan.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--data", str(heads), "--out", str(run), "--kimg", "0.008", "--batch", "4", "--views", "2"]
+    result = CliRunner().invoke(main, [*args, "--tick", "0.004"])
+    assert result.exit_code == 0, result.output
+    assert "tick    1  kimg    0.004" in result.output and "done: 0.008 kimg" in result.output
+    assert (run / "network-snapshot-000000.safetensors").is_file() and (run / "stats.jsonl").is_file()
+    again = CliRunner().invoke(main, [*args, "--kimg", "0.012", "--tick", "0.004"])
+    assert "resumed from network-snapshot-000000.safetensors at 0.008 kimg" in again.output
