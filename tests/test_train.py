@@ -1,5 +1,6 @@
 import json
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
@@ -107,5 +108,7 @@ def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
     assert result.exit_code == 0, result.output
     assert "tick    1  kimg    0.004" in result.output and "done: 0.008 kimg" in result.output
     assert (run / "network-snapshot-000000.safetensors").is_file() and (run / "stats.jsonl").is_file()
+    grid = iio.imread(run / "fakes-000000.png")
+    assert grid.shape == (3 * RES, 3 * RES, 3) and iio.imread(run / "reals.png").shape == grid.shape  # 8 images, 3 x 3
     again = CliRunner().invoke(main, [*args, "--kimg", "0.012", "--tick", "0.004"])
     assert "resumed from network-snapshot-000000.safetensors at 0.008 kimg" in again.output

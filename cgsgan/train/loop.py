@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -357,6 +358,9 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.Path
         resume(trainer, snapshot)
         log(f"resumed from {snapshot[0].name} at {trainer.counters.images / 1000:.3f} kimg")
     (run_dir / "training_options.json").write_text(json.dumps({**cfg.to_dict(), "data": str(data_path)}, indent=2))
+    grids = GridWriter(trainer, data_path, run_dir)
+    if trainer.counters.images == 0:
+        grids.write()
     stats, started, tick_start = TickStats(), time.perf_counter(), trainer.counters.images
     steps = 0
     with open(run_dir / "stats.jsonl", "a") as log_file:
@@ -378,10 +382,59 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.Path
                 log_file.write(json.dumps(line) + "\n")
                 log_file.flush()
                 log(_progress_line(line))
+                if trainer.counters.tick % cfg.image_ticks == 0 or done:
+                    grids.write()
                 if trainer.counters.tick % cfg.snapshot_ticks == 0 or done:
                     trainer.save(run_dir)
                 stats, started, tick_start = TickStats(), time.perf_counter(), trainer.counters.images
     return trainer
+
+
+# ------------------------------------------------------------------ image grids
+GRID_SIZE = 16  # images in a grid: 4 x 4
+
+
+def image_grid(images: Tensor, columns: int) -> np.ndarray:
+    """uint8 [rows H, columns W, 3] of images [N, 3, H, W] in [0, 1]."""
+    n, _, h, w = images.shape
+    rows = -(-n // columns)
+    padded = torch.ones(rows * columns, 3, h, w)
+    padded[:n] = images.detach().float().cpu().clamp(0, 1)
+    grid = padded.view(rows, columns, 3, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, columns * w, 3)
+    return (grid * 255).round().to(torch.uint8).numpy()
+
+
+class GridWriter:
+    """Fixed latents and cameras, rendered by G_ema over white at every image tick, as in the reference."""
+
+    def __init__(self, trainer: Trainer, data_path: str | os.PathLike, run_dir: Path) -> None:
+        gen = torch.Generator().manual_seed(trainer.cfg.seed + 1_000_003)
+        reals = HeadsDataset(data_path, resolution=trainer.g_cfg.resolution, background="white")
+        count = min(GRID_SIZE, len(reals))
+        self.z = torch.randn(count, trainer.g_cfg.z_dim, generator=gen).to(trainer.device)
+        items = [reals[i] for i in torch.randperm(len(reals), generator=gen)[:count].tolist()]
+        self.labels = torch.stack([item["label"] for item in items]).to(trainer.device)
+        self.trainer, self.run_dir = trainer, run_dir
+        path = run_dir / "reals.png"
+        if not path.exists():
+            self._write(path, torch.stack([item["image"] for item in items]).float() / 255)
+
+    def _write(self, path: Path, images: Tensor) -> None:
+        import imageio.v3 as iio
+
+        from cgsgan.atomic import atomic_write
+
+        grid = image_grid(images, columns=math.ceil(math.sqrt(len(images))))
+        atomic_write(path, lambda f: f.write(iio.imwrite("<bytes>", grid, extension=".png")))
+
+    def write(self) -> Path:
+        t = self.trainer
+        with torch.no_grad():
+            scene, _ = t.G_ema(self.z)
+            images = render(scene, self.labels, t.g_cfg.resolution, background=1.0).image
+        path = self.run_dir / f"fakes-{t.counters.images // 1000:06d}.png"
+        self._write(path, images)
+        return path
 
 
 def _progress_line(line: dict) -> str:
