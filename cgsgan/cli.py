@@ -100,7 +100,7 @@ def render_options(command: Callable) -> Callable:
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="cgsgan")
 def main() -> None:
-    """cgsgan: 3D-consistent Gaussian-splatting heads (CGS-GAN) -- render, export, convert.
+    """cgsgan: 3D-consistent Gaussian-splatting heads (CGS-GAN) -- train, render, export, convert.
 
     \b
     Examples:
@@ -109,6 +109,8 @@ def main() -> None:
       cgsgan render head.ply --frames 60 --out turntable.gif
       cgsgan convert head.ply head.splat
       cgsgan convert network-snapshot.pkl ffhqc512.safetensors   # import an official checkpoint
+      cgsgan dataset synth out/synth64                          # the synthetic heads dataset
+      cgsgan train                                              # tiny64 on synthetic heads, CPU
       cgsgan COMMAND --help                     # options of one command
     """
 
