@@ -5,6 +5,7 @@ Each (preset, batch) runs in a fresh process, so that its peak memory is its own
     python benchmarks/generator.py                          # every preset at batch 1 and 8, CPU
     python benchmarks/generator.py --presets ffhqc512 --batches 1 --repeats 9
     python benchmarks/generator.py --device cuda
+    python benchmarks/generator.py --presets ffhqc512 --breakdown   # where the time goes
 
 The network has fresh (random) weights with non-zero layer scales, so every
 branch computes; inference mode, float32. Times are per sample: the minimum
@@ -52,12 +53,33 @@ def measure(preset: str, batch: int, repeats: int, device: str) -> dict:
     )
 
 
+def breakdown(preset: str, repeats: int, device: str) -> dict:
+    """Milliseconds of each stage of one batch-1 sample: mapping, encoding + transformer, upsamplers, the rest."""
+    G = build_generator(generator_config(preset)).to(device).eval()
+    pg = G.point_gen
+    z = torch.randn(1, G.cfg.z_dim, device=device)
+    with torch.inference_mode():
+        ws = G.mapping(z)
+        points = torch.tanh(G._xyz)[None]
+        tokens = pg.transformer(pg.conv_in(points), ws)
+        stages = {
+            "mapping": lambda: G.mapping(z),
+            "transformer": lambda: pg.transformer(pg.conv_in(points), ws),
+            "upsamplers": lambda: [up(tokens[i]) for i, up in enumerate(pg.upsample_layers)],
+            "total": lambda: G(z),
+        }
+        times = {name: min(timed(fn, repeats, device)) for name, fn in stages.items()}
+    times["heads + parent/child rules"] = times["total"] - sum(v for k, v in times.items() if k != "total")
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--breakdown", action="store_true", help="time the stages of each preset at batch 1")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1 or min(args.batches) < 1:
@@ -68,6 +90,11 @@ def main() -> None:
         return
 
     print(f"cgsgan generator benchmark: {args.repeats} repeats, {machine(args.device)}\n")
+    if args.breakdown:
+        for preset in args.presets:
+            parts = ", ".join(f"{k} {v:.0f} ms" for k, v in breakdown(preset, args.repeats, args.device).items())
+            print(f"{preset}, batch 1: {parts}")
+        return
     print("| preset | Gaussians | batch | ms per sample (min / median) | peak memory MB | target |")
     print("|---|---|---|---|---|---|")
     for preset in args.presets:

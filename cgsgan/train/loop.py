@@ -409,7 +409,8 @@ class GridWriter:
 
     def __init__(self, trainer: Trainer, data_path: str | os.PathLike, run_dir: Path) -> None:
         gen = torch.Generator().manual_seed(trainer.cfg.seed + 1_000_003)
-        reals = HeadsDataset(data_path, resolution=trainer.g_cfg.resolution, background="white")
+        reals = copy.copy(trainer.data)  # the same catalog, read again over white and unflipped
+        reals.background, reals.xflip = "white", False
         count = min(GRID_SIZE, len(reals))
         self.z = torch.randn(count, trainer.g_cfg.z_dim, generator=gen).to(trainer.device)
         items = [reals[i] for i in torch.randperm(len(reals), generator=gen)[:count].tolist()]
