@@ -148,6 +148,18 @@ def test_infinite_sampler_shards_rounds_and_resumes():
         InfiniteSampler(10, rank=2, world=2)
 
 
+def test_sampler_blocks_give_every_step_the_same_global_batch():
+    """Two ranks with blocks of 3 read the positions one rank reads, in runs of 3, from any start."""
+    first = [i for _, i in zip(range(24), InfiniteSampler(10, seed=4), strict=False)]
+    ranks = [InfiniteSampler(10, rank=r, world=2, seed=4, block=3) for r in range(2)]
+    shards = [[i for _, i in zip(range(6), s, strict=False)] for s in ranks]
+    assert shards[0][:3] + shards[1][:3] + shards[0][3:] + shards[1][3:] == first[:12]
+    resumed = InfiniteSampler(10, rank=1, world=2, seed=4, start=3, block=3)
+    assert [i for _, i in zip(range(3), resumed, strict=False)] == shards[1][3:]
+    with pytest.raises(ValueError, match="block"):
+        InfiniteSampler(10, block=0)
+
+
 def test_grayscale_masks_of_another_size_are_resized(tmp_path):
     root = make_dataset(tmp_path, mask_res=64)
     item = HeadsDataset(root, background="white")[0]

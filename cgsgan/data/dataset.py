@@ -143,26 +143,31 @@ class LabelSampler:
 class InfiniteSampler(torch.utils.data.Sampler[int]):
     """Endless shuffled indices for one rank of ``world`` ranks; resumable from any position.
 
-    Round k is a permutation of the dataset drawn from (seed, k); rank r takes the
-    positions p with p % world == r. The index yielded for position p of round k is
-    ``k * len + perm[p]``: the dataset wraps it, and the background colour follows it,
-    so restarting at ``start`` (a count of indices this rank already consumed)
-    reproduces the rest of the stream exactly.
+    Round k is a permutation of the dataset drawn from (seed, k). The ranks share one
+    stream of positions in blocks of ``block``: rank r's i-th index sits at position
+    ``((i // block) * world + r) * block + i % block``, so with ``block`` = the per-rank
+    batch, each step's global batch is the same run of positions whatever the number
+    of ranks. The index yielded for position p of round k is ``k * len + perm[p]``: the
+    dataset wraps it, and the background colour follows it, so restarting at ``start``
+    (a count of indices this rank already consumed) reproduces the rest of the stream.
     """
 
-    def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, start: int = 0) -> None:
+    def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, start: int = 0,
+                 block: int = 1) -> None:  # fmt: skip
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in 0..{world - 1}, got {rank}")
-        self.size, self.rank, self.world, self.seed, self.start = size, rank, world, seed, start
+        if block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
+        self.size, self.rank, self.world, self.seed, self.start, self.block = size, rank, world, seed, start, block
 
     def __iter__(self) -> Iterator[int]:
-        position = self.rank + self.start * self.world  # in the stream shared by all ranks
-        round_, perm = -1, None
+        i, round_, perm = self.start, -1, None
         while True:
+            position = ((i // self.block) * self.world + self.rank) * self.block + i % self.block
             r, p = divmod(position, self.size)
             if r != round_:
                 round_, perm = r, np.random.default_rng([self.seed, r]).permutation(self.size)
             yield int(r * self.size + perm[p])
-            position += self.world
+            i += 1
