@@ -7,8 +7,10 @@ what was written; errors from the library become one-line click errors
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -464,7 +466,7 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     default=None,
     help="Dataset folder or zip [default: the built-in synthetic heads, generated once into the cache].",
 )
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny64", show_default=True, help="Network sizes.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None, help="Network sizes [default: tiny64].")
 @click.option(
     "--out",
     "run_dir",
@@ -473,63 +475,136 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     help="Run folder; an existing one is resumed from its newest snapshot [default: out/train-PRESET].",
 )
 @click.option(
+    "--resume",
+    type=click.Path(exists=True),
+    default=None,
+    help="Run folder or network snapshot to continue from (ignored once --out has snapshots of its own).",
+)
+@click.option(
     "--kimg",
     type=click.FloatRange(min=0, min_open=True),
-    default=1000,
-    show_default=True,
-    help="Training length in thousands of real images.",
+    default=None,
+    help="Training length in thousands of real images [default: the preset's; 1000 for official presets].",
 )
-@click.option("--batch", type=click.IntRange(min=4), default=8, show_default=True, help="Batch size (multiple of 4).")
+@click.option("--batch", type=click.IntRange(min=4), default=None, help="Batch over all processes [default: 8].")
+@click.option(
+    "--batch-gpu",
+    type=click.IntRange(min=4),
+    default=None,
+    help="Samples per process and pass: smaller accumulates gradients over passes [default: all at once].",
+)
 @click.option(
     "--views",
     type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Multi-view regularisation: views per scene (1 turns it off).",
+    default=None,
+    help="Multi-view regularisation: views per scene, 1 turns it off [default: 4].",
 )
 @click.option("--dist", type=click.Path(exists=True, dir_okay=False), default=None, help="Distribution file.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="[default: 0]")
 @click.option(
     "--tick",
     "tick_kimg",
     type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="kimg between progress lines.",
+    default=None,
+    help="kimg between progress lines [default: the preset's; 1].",
 )
 @click.option(
     "--snap",
     "snapshot_ticks",
     type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="Ticks between snapshots.",
+    default=None,
+    help="Ticks between snapshots [default: the preset's; 50].",
 )
+@click.option("--wandb", "wandb_project", default=None, metavar="PROJECT", help="Also log to this wandb project.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @friendly_errors
-def train(data: str | None, preset: str, run_dir: str | None, kimg: float, batch: int, views: int, dist: str | None,
-          seed: int, tick_kimg: float, snapshot_ticks: int, device: str) -> None:  # fmt: skip
+def train(data: str | None, preset: str | None, run_dir: str | None, resume: str | None, kimg: float | None,
+          batch: int | None, batch_gpu: int | None, views: int | None, dist: str | None, seed: int | None,
+          tick_kimg: float | None, snapshot_ticks: int | None, wandb_project: str | None,
+          device: str) -> None:  # fmt: skip
     """Train a CGS-GAN; with no --data, a CPU-sized model on the built-in synthetic heads.
 
-    Progress is printed every tick and logged to RUN/stats.jsonl; snapshots
-    (network-snapshot-*.safetensors and training-state-*.pt) are written atomically,
-    and running the same command again resumes from the newest one.
+    Progress is printed every tick and logged to RUN/stats.jsonl (and to TensorBoard
+    when it is installed); snapshots (network-snapshot-*.safetensors and
+    training-state-*.pt) are written atomically. Running the same command again
+    resumes from the newest snapshot, with the settings it was started with; options
+    given on the command line override them (e.g. a longer --kimg).
+
+    Several processes (GPUs or machines) train one run when started with torchrun:
+    the batch is split over them, gradients are averaged, rank 0 writes.
 
     \b
     Examples:
       cgsgan train                                   # tiny64 on synthetic heads, CPU
-      cgsgan train --kimg 200 --tick 0.5 --snap 10
-      cgsgan train --data /data/FFHQC/512 --preset ffhqc512 --batch 32 --device cuda
+      cgsgan train --kimg 20 --tick 0.5 --snap 10
+      cgsgan train --resume out/train-tiny64 --out out/longer --kimg 40
+      cgsgan train --data /data/FFHQC/512 --preset ffhqc512 --batch 32 --batch-gpu 8 --device cuda
+      torchrun --nproc-per-node 8 -m cgsgan train --data /data/FFHQC/512 --preset ffhqc512 \\
+          --batch 32 --device cuda
     """
-    from cgsgan.data.cache import default_dataset
-    from cgsgan.train.loop import TrainConfig
+    from cgsgan.train.loop import TrainConfig, find_snapshot, latest_snapshot, snapshot_config
     from cgsgan.train.loop import train as run
 
-    resolution = PRESETS[preset].generator.resolution
-    data_path = data or default_dataset(resolution=resolution)
-    cfg = TrainConfig(preset=preset, data=data, distribution=dist, batch=batch, kimg=kimg, views=min(views, batch),
-                      seed=seed, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks)  # fmt: skip
-    run_dir = run_dir or f"out/train-{preset}"
-    click.echo(f"training {preset} on {data_path} into {run_dir}")
-    trainer = run(cfg, run_dir, data_path, device=device, log=click.echo)
-    click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {run_dir}")
+    explicit = dict(data=data, distribution=dist, batch=batch, batch_gpu=batch_gpu, kimg=kimg, views=views,
+                    seed=seed, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks)  # fmt: skip
+    run_dir = run_dir or f"out/train-{preset or 'tiny64'}"
+    snapshot = latest_snapshot(run_dir) or (find_snapshot(resume) if resume else None)
+    stored = snapshot_config(snapshot) if snapshot else None
+    if stored is not None:
+        if preset is not None and preset != stored["preset"]:
+            raise click.UsageError(f"{snapshot[0]} was trained with --preset {stored['preset']}, not {preset}")
+        cfg = TrainConfig.from_dict({**stored, **{k: v for k, v in explicit.items() if v is not None}})
+    else:
+        cfg = TrainConfig.for_preset(preset or "tiny64", **explicit)
+    if cfg.views > (cfg.batch_gpu or cfg.batch):
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "views": cfg.batch_gpu or cfg.batch})
+
+    with _process_group(device) as (process, device):
+        data_path = _training_data(cfg, process)
+        if process.rank == 0:
+            click.echo(f"training {cfg.preset} on {data_path} into {run_dir}"
+                       + (f" ({process.world} processes)" if process.distributed else ""))  # fmt: skip
+        trainer = run(cfg, run_dir, data_path, device=device, log=click.echo, resume_from=resume, process=process,
+                      wandb_project=wandb_project)  # fmt: skip
+        if process.rank == 0:
+            click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {run_dir}")
+
+
+@contextlib.contextmanager
+def _process_group(device: str):
+    """(Process, device) of this process: alone, or one of a torchrun launch (NCCL on CUDA, gloo on CPU)."""
+    import torch.distributed as torch_dist
+
+    from cgsgan.train.loop import Process
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        yield Process(), device
+        return
+    if device.startswith("cuda"):
+        import torch
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    torch_dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield Process.current(), device
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def _training_data(cfg, process) -> str:
+    """The dataset path; the built-in one is generated by rank 0 while the others wait."""
+    from cgsgan.data.cache import default_dataset
+
+    if cfg.data is not None:
+        return cfg.data
+    resolution = PRESETS[cfg.preset].generator.resolution
+    if process.rank == 0:
+        path = default_dataset(resolution=resolution)
+    if process.distributed:
+        import torch.distributed as torch_dist
+
+        torch_dist.barrier()
+    return str(path if process.rank == 0 else default_dataset(resolution=resolution, progress=False))

@@ -7,8 +7,17 @@ import torch
 from PIL import Image
 from test_dataset import labels_for
 
-from cgsgan.io.checkpoint import load_discriminator, load_network
-from cgsgan.train.loop import TrainConfig, Trainer, TrainingError, latest_snapshot, train
+from cgsgan.io.checkpoint import load_discriminator, load_network, save_networks
+from cgsgan.train.loop import (
+    Process,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    find_snapshot,
+    latest_snapshot,
+    load_official_optimizers,
+    train,
+)
 
 RES = 64
 
@@ -88,9 +97,13 @@ def test_non_finite_steps_are_skipped_then_training_stops(heads, monkeypatch):
         trainer.step()
 
 
-def test_bad_configs_are_named():
+def test_bad_configs_are_named(heads):
     with pytest.raises(ValueError, match="multiple of 4"):
         TrainConfig(batch=6)
+    with pytest.raises(ValueError, match="batch_gpu"):
+        TrainConfig(batch=8, batch_gpu=6)
+    with pytest.raises(ValueError, match="split into multiples of 4 over 3 processes"):
+        Trainer(config(batch=8), heads, process=Process(0, 3))
     with pytest.raises(ValueError, match="unknown preset"):
         TrainConfig(preset="huge")
     with pytest.raises(ValueError, match="views"):
@@ -112,3 +125,144 @@ def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
     assert grid.shape == (3 * RES, 3 * RES, 3) and iio.imread(run / "reals.png").shape == grid.shape  # 8 images, 3 x 3
     again = CliRunner().invoke(main, [*args, "--kimg", "0.012", "--tick", "0.004"])
     assert "resumed from network-snapshot-000000.safetensors at 0.008 kimg" in again.output
+
+
+def test_presets_carry_their_training_defaults():
+    cfg = TrainConfig.for_preset("tiny64", kimg=3, batch=None)
+    assert (cfg.kimg, cfg.batch, cfg.blur_sigma, cfg.blur_fade_kimg) == (3, 8, 2.0, 16)  # None keeps the default
+    official = TrainConfig.for_preset("ffhqc512")
+    assert (official.kimg, official.blur_sigma, official.blur_fade_kimg, official.tick_kimg) == (1000, 10, 200, 1)
+
+
+# ------------------------------------------------------------------ distributed
+def _record_gradients(trainer: Trainer) -> list[list[torch.Tensor]]:
+    """Every optimiser step's (clipped, averaged) gradients, in order."""
+    recorded = []
+    for opt in (trainer.opt_g, trainer.opt_d):
+        original = opt.step
+
+        def step(*args, _opt=opt, _original=original, **kwargs):
+            recorded.append([p.grad.clone() for group in _opt.param_groups for p in group["params"]])
+            return _original(*args, **kwargs)
+
+        opt.step = step
+    return recorded
+
+
+def _distributed_worker(rank: int, world: int, heads, out, init: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        trainer = Trainer(config(batch=8, views=2), heads, process=Process.current())
+        grads = _record_gradients(trainer)
+        trainer.step()
+        if rank == 0:
+            torch.save({"grads": grads, "G": trainer.G.state_dict()}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_compute_the_gradients_of_one_process(heads, tmp_path):
+    """2 ranks x 4 samples == 1 process with the batch of 8 in passes of 4: same data, draws and mean gradients."""
+    out = tmp_path / "rank0.pt"
+    init = f"file://{tmp_path / 'rendezvous'}"
+    torch.multiprocessing.spawn(_distributed_worker, args=(2, heads, out, init), nprocs=2, join=True)
+    ranks = torch.load(out, weights_only=True)
+
+    single = Trainer(config(batch=8, views=2, batch_gpu=4), heads)
+    grads = _record_gradients(single)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: the same reduction orders inside each kernel
+    try:
+        single.step()
+    finally:
+        torch.set_num_threads(threads)
+    assert len(grads) == len(ranks["grads"]) == 3  # G, D and (step 0) lazy R1
+    for ours, theirs in zip(grads, ranks["grads"], strict=True):
+        a, b = torch.cat([g.flatten() for g in ours]), torch.cat([g.flatten() for g in theirs])
+        assert a.norm() > 0 and (a - b).norm() / a.norm() < 1e-6
+    for k, v in single.G.named_parameters():  # w_avg (a buffer) follows each process's own fakes, as the reference
+        torch.testing.assert_close(ranks["G"][k], v.detach(), rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------ resume from elsewhere
+def test_resume_from_another_runs_snapshot_continues_its_state(heads, tmp_path):
+    first = tmp_path / "first"
+    train(config(kimg=0.008), first, heads, log=lambda _: None)
+    net, state = find_snapshot(first)
+    assert find_snapshot(net) == (net, state)
+    logs = []
+    trainer = train(config(kimg=0.016), tmp_path / "second", heads, log=logs.append, resume_from=first)
+    assert logs[0].startswith(f"resumed from {net} at 0.008 kimg")
+    assert trainer.counters.images == 16 and trainer.counters.step == 4
+    with pytest.raises(FileNotFoundError, match="holds no network-snapshot"):
+        find_snapshot(tmp_path)
+    with pytest.raises(ValueError, match="convert .pkl"):
+        find_snapshot(state)
+
+
+def test_imported_weights_resume_with_official_optimizer_states(heads, tmp_path):
+    """A converted official snapshot: weights plus <file>.optim.pt holding Gboth_opt / Dmain_opt."""
+    donor = Trainer(config(), heads)
+    donor.step()
+    path = tmp_path / "network-snapshot-000012.safetensors"
+    save_networks(path, {"G_ema": donor.G_ema, "G": donor.G, "D": donor.D}, donor.g_cfg, source="official",
+                  discriminator=donor.d_cfg)  # fmt: skip
+    official = {"Gboth_opt": donor.opt_g.state_dict(), "Dmain_opt": donor.opt_d.state_dict()}
+    torch.save(official, path.with_name(path.name + ".optim.pt"))
+    logs = []
+    trainer = train(config(kimg=12.004), tmp_path / "run", heads, log=logs.append, max_steps=0, resume_from=path)
+    assert "optimiser states from network-snapshot-000012.safetensors.optim.pt" in logs
+    assert trainer.counters.images == 12_000
+    moments = [trainer.opt_g.state[p]["exp_avg"] for p in trainer.opt_g.param_groups[0]["params"][:3]]
+    expected = [donor.opt_g.state[p]["exp_avg"] for p in donor.opt_g.param_groups[0]["params"][:3]]
+    assert all(torch.equal(a, b) for a, b in zip(moments, expected, strict=True))
+    shuffled = {
+        **official,
+        "Gboth_opt": {**official["Gboth_opt"], "param_groups": official["Gboth_opt"]["param_groups"][::-1]},
+    }
+    with pytest.raises(ValueError, match="G: the official optimiser state does not line up"):
+        load_official_optimizers(trainer, shuffled)
+    with pytest.raises(ValueError, match="need a G and a D entry"):
+        load_official_optimizers(trainer, {"Gboth_opt": official["Gboth_opt"]})
+
+
+def test_train_command_under_torchrun_writes_from_rank_0_only(heads, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "cgsgan", "train", "--data", str(heads), "--out", str(run), "--kimg", "0.008", "--batch", "8",
+               "--views", "2", "--tick", "0.008"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("(2 processes)") == 1 and result.stdout.count("done: 0.008 kimg") == 1
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["kimg"] == 0.008 and np.isfinite(rows[0]["G_loss"])
+    assert json.loads((run / "training_options.json").read_text())["processes"] == 2
+    assert (run / "network-snapshot-000000.safetensors").is_file()
+
+
+def test_train_command_resumes_another_run_with_its_settings(heads, tmp_path):
+    from click.testing import CliRunner
+
+    from cgsgan.cli import main
+
+    first = tmp_path / "first"
+    args = ["train", "--data", str(heads), "--batch", "4", "--views", "2", "--tick", "0.004", "--seed", "3"]
+    assert CliRunner().invoke(main, [*args, "--out", str(first), "--kimg", "0.004"]).exit_code == 0
+    second = tmp_path / "second"
+    result = CliRunner().invoke(main, ["train", "--resume", str(first), "--out", str(second), "--kimg", "0.008"])
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output and "done: 0.008 kimg" in result.output
+    options = json.loads((second / "training_options.json").read_text())
+    assert (options["seed"], options["batch"], options["views"], options["kimg"]) == (3, 4, 2, 0.008)
+    clash = CliRunner().invoke(
+        main, ["train", "--resume", str(first), "--out", str(tmp_path / "x"), "--preset", "small128"]
+    )
+    assert clash.exit_code != 0 and "was trained with --preset tiny64" in clash.output

@@ -25,6 +25,7 @@ import copy
 import json
 import math
 import os
+import re
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from cgsgan.config import PRESETS, generator_config
@@ -64,7 +66,8 @@ class TrainConfig:
     data: str | None = None  # None: the built-in synthetic heads at the preset's resolution
     distribution: str | None = None
     xflip: bool = True
-    batch: int = 8
+    batch: int = 8  # over all processes
+    batch_gpu: int | None = None  # per process and pass (gradient accumulation); None: batch / processes
     kimg: float = 1000.0  # length of training, in thousands of real images shown
     lr_g: float = 0.0025
     lr_d: float = 0.002
@@ -93,12 +96,25 @@ class TrainConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.batch < 4 or self.batch % 4:
             raise ValueError(f"batch must be a multiple of 4 (the minibatch-std group), got {self.batch}")
+        if self.batch_gpu is not None and (self.batch_gpu < 4 or self.batch_gpu % 4 or self.batch % self.batch_gpu):
+            raise ValueError(f"batch_gpu must be a multiple of 4 that divides the batch ({self.batch}), "
+                             f"got {self.batch_gpu}")  # fmt: skip
         if not 1 <= self.views:
             raise ValueError(f"views must be >= 1, got {self.views}")
-        if self.views > self.batch:
-            raise ValueError(f"views ({self.views}) cannot exceed the batch ({self.batch})")
+        if self.views > (self.batch_gpu or self.batch):
+            raise ValueError(f"views ({self.views}) cannot exceed the batch per pass ({self.batch_gpu or self.batch})")
         if self.r1_interval < 1 or self.max_bad_steps < 1:
             raise ValueError("r1_interval and max_bad_steps must be >= 1")
+
+    @classmethod
+    def for_preset(cls, preset: str, **overrides) -> TrainConfig:
+        """The reference defaults, then the preset's own (CPU presets train shorter), then ``overrides``.
+
+        Overrides that are None are ignored, so command-line options left unset keep the defaults."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        values = {**PRESETS[preset].training, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(preset=preset, **values)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,10 +133,29 @@ class TrainingError(RuntimeError):
 @dataclass
 class Counters:
     step: int = 0
-    images: int = 0  # real images shown to D
+    images: int = 0  # real images shown to D, over all processes
     bad_in_a_row: int = 0
     skipped: int = 0
     tick: int = 0
+
+
+@dataclass(frozen=True)
+class Process:
+    """Where this process sits among those of a distributed run (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @classmethod
+    def current(cls) -> Process:
+        """This process's place in the initialised default process group, or alone."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
 
 
 def _param_groups(G: CGSGenerator, lr: float, xyz_scale: float) -> list[dict]:
@@ -130,15 +165,27 @@ def _param_groups(G: CGSGenerator, lr: float, xyz_scale: float) -> list[dict]:
     return [{"params": rest, "lr": lr}, {"params": xyz, "lr": lr * xyz_scale}]
 
 
-def _finite_gradients(module: nn.Module) -> bool:
-    return all(p.grad is None or torch.isfinite(p.grad).all() for p in module.parameters())
-
-
 class Trainer:
-    """Owns the networks, optimisers, data and counters of one run; ``step()`` does one iteration."""
+    """Owns the networks, optimisers, data and counters of one process of a run; ``step()`` does one iteration.
 
-    def __init__(self, cfg: TrainConfig, data_path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
+    The batch of a step is split over processes and then into passes of ``batch_gpu``
+    (gradient accumulation). Random draws and real images belong to a pass by its
+    index in the global batch, and gradients are the mean over the global batch, so
+    one process with accumulation computes the same step as several processes.
+    """
+
+    def __init__(self, cfg: TrainConfig, data_path: str | os.PathLike, device: str | torch.device = "cpu",
+                 process: Process | None = None) -> None:  # fmt: skip
         self.cfg, self.device = cfg, torch.device(device)
+        self.process = process or Process()
+        world = self.process.world
+        if cfg.batch % (4 * world):
+            raise ValueError(f"batch {cfg.batch} does not split into multiples of 4 over {world} processes")
+        self.batch_rank = cfg.batch // world
+        self.batch_gpu = min(cfg.batch_gpu or self.batch_rank, self.batch_rank)
+        if self.batch_rank % self.batch_gpu:
+            raise ValueError(f"batch_gpu {self.batch_gpu} does not divide the per-process batch {self.batch_rank}")
+        self.passes = self.batch_rank // self.batch_gpu
         g_cfg = generator_config(cfg.preset, revision=cfg.revision)
         self.g_cfg, self.d_cfg = g_cfg, PRESETS[cfg.preset].discriminator_config()
         self.G = build_generator(g_cfg, seed=cfg.seed).to(self.device).train()
@@ -159,22 +206,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _reals(self) -> tuple[Tensor, Tensor]:
+        """This process's share of the step's real images [b, 3, R, R] in [-1, 1] and labels [b, 25]."""
         if self._stream is None:
-            consumed = self.counters.images
-            sampler = InfiniteSampler(len(self.data), seed=self.cfg.seed, start=consumed)
-            loader = torch.utils.data.DataLoader(self.data, batch_size=self.cfg.batch, sampler=sampler)
+            p = self.process
+            consumed = self.counters.images // p.world
+            sampler = InfiniteSampler(len(self.data), p.rank, p.world, self.cfg.seed, consumed, block=self.batch_rank)
+            loader = torch.utils.data.DataLoader(self.data, batch_size=self.batch_rank, sampler=sampler)
             self._stream = iter(loader)
         batch = next(self._stream)
         images = batch["image"].to(self.device, torch.float32) / 127.5 - 1
         return images, batch["label"].to(self.device)
 
-    def _generator(self, phase: int) -> torch.Generator:
-        """The random stream of one phase of the current step: a function of (seed, step, phase) only."""
-        return torch.Generator().manual_seed((self.cfg.seed << 40) + (self.counters.step << 2) + phase)
+    def _generator(self, phase: int, chunk: int) -> torch.Generator:
+        """The random stream of one pass: a function of (seed, step, phase, pass index in the global batch)."""
+        seed = (self.cfg.seed << 48) + (chunk << 34) + (self.counters.step << 2) + phase
+        return torch.Generator().manual_seed(seed)
 
-    def _fakes(self, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """z [B, z_dim], camera labels [B, 25] and background colours [B, V, 3] for one phase."""
-        b = self.cfg.batch
+    def _fakes(self, phase: int, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+        """z [b, z_dim], camera labels [b, 25] and background colours [b, V, 3] for one pass of a phase."""
+        gen, b = self._generator(phase, self.process.rank * self.passes + chunk), self.batch_gpu
         z = torch.randn(b, self.g_cfg.z_dim, generator=gen)
         labels = self.labels.sample(b, gen)
         backgrounds = torch.rand(b, self.cfg.views, 3, generator=gen)
@@ -190,10 +240,9 @@ class Trainer:
         return blur_sigma(self.counters.images, self.cfg.blur_fade_kimg * 1000 * scale, self.cfg.blur_sigma)
 
     # ------------------------------------------------------------------ phases
-    def _g_phase(self) -> dict[str, float]:
-        z, labels, bg = self._fakes(self._generator(0))
-        self.G.requires_grad_(True)
-        self.D.requires_grad_(False)
+    def _g_pass(self, chunk: int) -> dict[str, Tensor]:
+        """Backward of one pass of the G phase; its loss terms (detached)."""
+        z, labels, bg = self._fakes(0, chunk)
         scene, anchors = self.G(z)
         adversarial = 0.0
         for v in range(self.cfg.views):
@@ -203,41 +252,55 @@ class Trainer:
         knn = knn_loss(anchors, min(self.cfg.knn_k, anchors.shape[1] - 1))
         centre = center_loss(anchors)
         loss = adversarial + self.cfg.knn_weight * knn + self.cfg.center_weight * centre
-        ok = self._apply(loss, self.G, self.opt_g, self.cfg.clip_g)
-        return {"G_loss": adversarial.item(), "knn": knn.item(), "center": centre.item(), "G_ok": ok}
+        (loss / self.passes).backward()
+        return {"G_loss": adversarial.detach(), "knn": knn.detach(), "center": centre.detach()}
 
-    def _d_phase(self, reals: Tensor, real_labels: Tensor) -> dict[str, float]:
-        z, labels, bg = self._fakes(self._generator(1))
-        self.G.requires_grad_(False)
-        self.D.requires_grad_(True)
+    def _d_pass(self, chunk: int, reals: Tensor, real_labels: Tensor) -> dict[str, Tensor]:
+        """Backward of one pass of the D phase: fakes rendered at their own cameras (updating w_avg), and reals."""
+        z, labels, bg = self._fakes(1, chunk)
         with torch.no_grad():
             scene, _ = self.G.synthesis(self.G.mapping(z, update_emas=True))
             fakes = self._render(scene, labels, bg[:, 0])
         fake_logits = self.D(blur_images(fakes, self.sigma), labels)
-        regularise = self.counters.step % self.cfg.r1_interval == 0
-        real_in = blur_images(reals, self.sigma).detach().requires_grad_(regularise)
-        real_logits = self.D(real_in, real_labels)
+        real_logits = self.D(blur_images(reals, self.sigma), real_labels)
         loss = discriminator_loss(fake_logits, real_logits)
-        stats = {"D_loss": loss.item(), "D_real": real_logits.mean().item(), "D_fake": fake_logits.mean().item()}
-        if regularise:
-            r1 = r1_loss(real_logits, real_in, self.cfg.gamma, self.cfg.r1_interval)
-            loss = loss + r1
-            stats["R1"] = r1.item() / self.cfg.r1_interval
-        stats["D_ok"] = self._apply(loss, self.D, self.opt_d, self.cfg.clip_d)
-        return stats
+        (loss / self.passes).backward()
+        return {"D_loss": loss.detach(), "D_real": real_logits.detach().mean(), "D_fake": fake_logits.detach().mean()}
 
-    def _apply(self, loss: Tensor, module: nn.Module, opt: torch.optim.Optimizer, clip: float) -> bool:
-        """Backward, clip and step; a non-finite loss or gradient skips the step instead."""
+    def _r1_pass(self, reals: Tensor, real_labels: Tensor) -> dict[str, Tensor]:
+        """Backward of one pass of lazy R1 (its own D step every ``r1_interval`` steps, as the reference)."""
+        real_in = blur_images(reals, self.sigma).detach().requires_grad_(True)
+        r1 = r1_loss(self.D(real_in, real_labels), real_in, self.cfg.gamma, self.cfg.r1_interval)
+        (r1 / self.passes).backward()
+        return {"R1": r1.detach() / self.cfg.r1_interval}
+
+    def _phase(self, module: nn.Module, opt: torch.optim.Optimizer, clip: float, passes) -> tuple[dict, bool]:
+        """Accumulate the passes' gradients, average them over processes, clip and step.
+
+        A non-finite loss or gradient on any process skips the step on every process."""
+        module.requires_grad_(True)
         opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return False
-        loss.backward()
-        if not _finite_gradients(module):
-            opt.zero_grad(set_to_none=True)
-            return False
-        nn.utils.clip_grad_norm_(module.parameters(), clip)
-        opt.step()
-        return True
+        stats: dict[str, list[Tensor]] = defaultdict(list)
+        for pass_stats in passes:
+            for k, v in pass_stats.items():
+                stats[k].append(v)
+        means = {k: torch.stack(v).mean() for k, v in stats.items()}
+        finite = torch.stack(list(means.values())).isfinite().all()
+        params = list(module.parameters())
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.flatten() for g in grads] + [torch.where(finite, 0.0, torch.nan).to(grads[0]).view(1)])
+        if self.process.distributed:
+            dist.all_reduce(flat)
+            flat /= self.process.world
+        ok = bool(flat.isfinite().all())
+        if ok:
+            for p, g in zip(params, flat[:-1].split([p.numel() for p in params]), strict=True):
+                p.grad = g.view_as(p)
+            nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(False)
+        return {k: v.item() for k, v in means.items()}, ok
 
     def _update_ema(self) -> None:
         scale = self.cfg.batch / 32
@@ -252,12 +315,22 @@ class Trainer:
                 b_ema.copy_(b)
 
     def step(self) -> dict[str, float]:
-        """One iteration (G phase, D phase, EMA); the stats of this step."""
+        """One iteration (G phase, D phase, lazy R1 phase, EMA); the stats of this step, averaged over passes."""
         reals, real_labels = self._reals()
+        chunks = range(self.passes)
+        real_chunks = list(zip(reals.split(self.batch_gpu), real_labels.split(self.batch_gpu), strict=True))
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(False)
         stats = {"blur_sigma": self.sigma}
-        stats.update(self._g_phase())
-        stats.update(self._d_phase(reals, real_labels))
-        ok = stats.pop("G_ok") and stats.pop("D_ok")
+        g_stats, g_ok = self._phase(self.G, self.opt_g, self.cfg.clip_g, (self._g_pass(c) for c in chunks))
+        d_stats, d_ok = self._phase(self.D, self.opt_d, self.cfg.clip_d,
+                                    (self._d_pass(c, *real_chunks[c]) for c in chunks))  # fmt: skip
+        stats.update(g_stats, **d_stats)
+        ok = g_ok and d_ok
+        if self.counters.step % self.cfg.r1_interval == 0:
+            r1_stats, r1_ok = self._phase(self.D, self.opt_d, self.cfg.clip_d, (self._r1_pass(*r) for r in real_chunks))
+            stats.update(r1_stats)
+            ok = ok and r1_ok
         c = self.counters
         if ok:
             c.bad_in_a_row = 0
@@ -285,16 +358,26 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
         }
 
+    def load_networks(self, networks: dict[str, dict[str, Tensor]]) -> None:
+        self.G.load_state_dict(networks["G"])
+        self.G_ema.load_state_dict(networks.get("G_ema", networks["G"]))
+        self.D.load_state_dict(networks["D"])
+
     def load_state(self, state: dict, networks: dict[str, dict[str, Tensor]]) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"training state version {state.get('version')} is not {STATE_VERSION}")
-        self.G.load_state_dict(networks["G"])
-        self.G_ema.load_state_dict(networks["G_ema"])
-        self.D.load_state_dict(networks["D"])
+        self.load_networks(networks)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.counters = Counters(**state["counters"])
         self._stream = None  # the sampler restarts at the images already consumed
+
+    def broadcast(self) -> None:
+        """Make every process hold rank 0's networks (the reference broadcasts once at start-up)."""
+        if self.process.distributed:
+            for module in (self.G, self.G_ema, self.D):
+                for t in (*module.parameters(), *module.buffers()):
+                    dist.broadcast(t.data, src=0)
 
     def save(self, run_dir: Path) -> Path:
         """network-snapshot-<kimg>.safetensors plus its training-state-<kimg>.pt, both written atomically."""
@@ -313,23 +396,92 @@ class Trainer:
         return net
 
 
+def state_path(network: Path) -> Path:
+    """The training-state file that belongs to a network snapshot."""
+    name = network.name.replace("network-snapshot-", "training-state-")
+    return network.with_name(name.removesuffix(".safetensors") + ".pt")
+
+
 def latest_snapshot(run_dir: str | os.PathLike) -> tuple[Path, Path] | None:
     """The newest (network, training state) pair in a run folder, or None."""
-    run_dir = Path(run_dir)
-    pairs = []
-    for net in run_dir.glob("network-snapshot-*.safetensors"):
-        state = run_dir / net.name.replace("network-snapshot-", "training-state-").replace(".safetensors", ".pt")
-        if state.is_file():
-            pairs.append((net, state))
+    pairs = [(net, state_path(net)) for net in Path(run_dir).glob("network-snapshot-*.safetensors")]
+    pairs = [p for p in pairs if p[1].is_file()]
     return max(pairs, key=lambda p: p[0].name) if pairs else None
 
 
-def resume(trainer: Trainer, snapshot: tuple[Path, Path]) -> None:
+def find_snapshot(resume: str | os.PathLike) -> tuple[Path, Path | None]:
+    """``--resume`` target -> (network file, its training state or None).
+
+    A run folder gives its newest snapshot; a network file gives itself and its training state
+    when there is one (a converted official checkpoint has none: weights, plus optimisers if
+    its ``.optim.pt`` is there)."""
+    path = Path(resume)
+    if path.is_dir():
+        found = latest_snapshot(path)
+        if found is None:
+            raise FileNotFoundError(f"{path} holds no network-snapshot-*.safetensors with its training state")
+        return found
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume at {path}")
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: resume from a run folder or a .safetensors snapshot (convert .pkl files first)")
+    state = state_path(path)
+    return path, state if state.is_file() and state != path else None
+
+
+def snapshot_config(snapshot: tuple[Path, Path | None]) -> dict | None:
+    """The training config stored with a snapshot, or None when it has no training state."""
+    if snapshot[1] is None:
+        return None
+    return json.loads(torch.load(snapshot[1], map_location="cpu", weights_only=True)["config"])
+
+
+def resume(trainer: Trainer, snapshot: tuple[Path, Path | None], log=print) -> None:
+    """Restore a snapshot: everything from our own, or weights (+ official optimiser states) from an import."""
     from cgsgan.io.checkpoint import read_state_dicts
 
     net, state_file = snapshot
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    trainer.load_state(state, {k: v for k, v in read_state_dicts(net, trainer.device).items()})
+    networks = read_state_dicts(net, trainer.device)
+    if state_file is not None:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        trainer.load_state(state, networks)
+        return
+    missing = {"G", "D"} - set(networks)
+    if missing:
+        raise ValueError(f"{net} has no {' or '.join(sorted(missing))} network to train from")
+    trainer.load_networks(networks)
+    match = re.search(r"(\d+)$", net.stem)
+    kimg = int(match.group(1)) if match and net.stem.startswith("network-snapshot-") else 0
+    trainer.counters = Counters(step=kimg * 1000 // trainer.cfg.batch, images=kimg * 1000)
+    trainer._stream = None
+    optim = net.with_name(net.name + ".optim.pt")
+    if optim.is_file():
+        load_official_optimizers(trainer, torch.load(optim, map_location="cpu", weights_only=True))
+        log(f"optimiser states from {optim.name}")
+    else:
+        log(f"no optimiser states next to {net.name}: Adam starts fresh")
+
+
+def _adopt_state(opt: torch.optim.Optimizer, official: dict, name: str) -> None:
+    """Load an official optimiser state whose parameters line up with ours by shape, keeping our hyperparameters."""
+    ours = [p for group in opt.param_groups for p in group["params"]]
+    order = [i for group in official["param_groups"] for i in group["params"]]
+    shapes = [tuple(official["state"][i]["exp_avg"].shape) if i in official["state"] else None for i in order]
+    if len(order) != len(ours) or any(s not in (None, tuple(p.shape)) for s, p in zip(shapes, ours, strict=True)):
+        raise ValueError(f"{name}: the official optimiser state does not line up with this network's parameters")
+    state = {k: v for k, v in opt.state_dict().items() if k != "state"}
+    state["state"] = {j: official["state"][i] for j, i in enumerate(order) if i in official["state"]}
+    opt.load_state_dict(state)
+
+
+def load_official_optimizers(trainer: Trainer, optimizers: dict[str, dict]) -> None:
+    """The official snapshot's Adam moments (``Gboth_opt``/``Gmain_opt`` and ``Dmain_opt``) into our optimisers."""
+    g = next((optimizers[k] for k in ("Gboth_opt", "Gmain_opt", "G_opt") if k in optimizers), None)
+    d = next((optimizers[k] for k in ("Dmain_opt", "Dboth_opt", "D_opt") if k in optimizers), None)
+    if g is None or d is None:
+        raise ValueError(f"official optimiser states need a G and a D entry, found {', '.join(optimizers) or 'none'}")
+    _adopt_state(trainer.opt_g, g, "G")
+    _adopt_state(trainer.opt_d, d, "D")
 
 
 @dataclass
@@ -347,46 +499,135 @@ class TickStats:
         return {k: self.sums[k] / self.counts[k] for k in self.sums}
 
 
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory since the last call: CUDA allocator peak, or this process's peak resident memory."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return peak / 2**30
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**20
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+class Loggers:
+    """Tick statistics to stats.jsonl always, TensorBoard when it is installed, wandb when asked for."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, wandb_project: str | None = None, log=print) -> None:
+        self.jsonl = open(run_dir / "stats.jsonl", "a")  # noqa: SIM115 (closed by close())
+        self.tensorboard = self.wandb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir))
+        except ImportError:
+            pass
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError as e:
+                raise ImportError("--wandb needs the wandb package: pip install wandb") from e
+            self.wandb = wandb.init(project=wandb_project, dir=str(run_dir), name=run_dir.name, config=cfg.to_dict(),
+                                    resume="allow")  # fmt: skip
+        self.log = log
+
+    def write(self, line: dict) -> None:
+        self.jsonl.write(json.dumps(line) + "\n")
+        self.jsonl.flush()
+        step = round(line["kimg"] * 1000)
+        scalars = {k: v for k, v in line.items() if k not in ("tick", "kimg") and isinstance(v, float | int)}
+        if self.tensorboard is not None:
+            for k, v in scalars.items():
+                self.tensorboard.add_scalar(k, v, step)
+            self.tensorboard.flush()
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
+        self.log(_progress_line(line))
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _mean_over_processes(values: dict[str, float], process: Process, device: torch.device) -> dict[str, float]:
+    if not process.distributed or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(keys, (t / process.world).tolist(), strict=True))
+
+
 def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.PathLike, device: str = "cpu",
-          log=print, max_steps: int | None = None) -> Trainer:  # fmt: skip
-    """Train until ``cfg.kimg`` (or ``max_steps`` more steps), resuming from the run folder's newest snapshot."""
+          log=print, max_steps: int | None = None, resume_from: str | os.PathLike | None = None,
+          process: Process | None = None, wandb_project: str | None = None) -> Trainer:  # fmt: skip
+    """Train until ``cfg.kimg`` (or ``max_steps`` more steps).
+
+    Resumes from the run folder's newest snapshot if it has one, else from ``resume_from``
+    (a run folder or a snapshot). In a distributed run every process calls this with its
+    ``process``; only rank 0 writes files and logs."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, data_path, device)
-    snapshot = latest_snapshot(run_dir)
+    process = process or Process.current()
+    writer = process.rank == 0
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, data_path, device, process)
+    snapshot = latest_snapshot(run_dir) or (find_snapshot(resume_from) if resume_from is not None else None)
     if snapshot is not None:
-        resume(trainer, snapshot)
-        log(f"resumed from {snapshot[0].name} at {trainer.counters.images / 1000:.3f} kimg")
-    (run_dir / "training_options.json").write_text(json.dumps({**cfg.to_dict(), "data": str(data_path)}, indent=2))
-    grids = GridWriter(trainer, data_path, run_dir)
-    if trainer.counters.images == 0:
-        grids.write()
+        resume(trainer, snapshot, log=log if writer else lambda _: None)
+        if writer:
+            where = snapshot[0].name if snapshot[0].parent == run_dir else snapshot[0]
+            log(f"resumed from {where} at {trainer.counters.images / 1000:.3f} kimg")
+    trainer.broadcast()
+    if not writer:
+        log = lambda _: None  # noqa: E731
+    loggers = grids = None
+    if writer:
+        options = {**cfg.to_dict(), "data": str(data_path), "processes": process.world}
+        (run_dir / "training_options.json").write_text(json.dumps(options, indent=2))
+        loggers = Loggers(run_dir, cfg, wandb_project, log)
+        grids = GridWriter(trainer, data_path, run_dir)
+        if trainer.counters.images == 0:
+            grids.write()
     stats, started, tick_start = TickStats(), time.perf_counter(), trainer.counters.images
+    peak_memory_gb(trainer.device)  # restart the peak
     steps = 0
-    with open(run_dir / "stats.jsonl", "a") as log_file:
+    try:
         while trainer.counters.images < cfg.kimg * 1000 and (max_steps is None or steps < max_steps):
             stats.add(trainer.step())
             steps += 1
             done = trainer.counters.images >= cfg.kimg * 1000 or (max_steps is not None and steps >= max_steps)
-            if trainer.counters.images - tick_start >= cfg.tick_kimg * 1000 or done:
-                trainer.counters.tick += 1
-                elapsed = time.perf_counter() - started
-                kimg_done = (trainer.counters.images - tick_start) / 1000
+            if trainer.counters.images - tick_start < cfg.tick_kimg * 1000 and not done:
+                continue
+            trainer.counters.tick += 1
+            elapsed = time.perf_counter() - started
+            means = _mean_over_processes(stats.means(), process, trainer.device)
+            memory = _mean_over_processes({"peak_memory_gb": peak_memory_gb(trainer.device)}, process, trainer.device)
+            if writer:
                 line = {
                     "tick": trainer.counters.tick,
                     "kimg": trainer.counters.images / 1000,
-                    "sec_per_kimg": elapsed / max(kimg_done, 1e-9),
+                    "sec_per_kimg": elapsed / max((trainer.counters.images - tick_start) / 1000, 1e-9),
                     "skipped": trainer.counters.skipped,
-                    **stats.means(),
+                    **memory,
+                    **means,
                 }
-                log_file.write(json.dumps(line) + "\n")
-                log_file.flush()
-                log(_progress_line(line))
+                loggers.write(line)
                 if trainer.counters.tick % cfg.image_ticks == 0 or done:
                     grids.write()
                 if trainer.counters.tick % cfg.snapshot_ticks == 0 or done:
                     trainer.save(run_dir)
-                stats, started, tick_start = TickStats(), time.perf_counter(), trainer.counters.images
+            stats, started, tick_start = TickStats(), time.perf_counter(), trainer.counters.images
+    finally:
+        if loggers is not None:
+            loggers.close()
     return trainer
 
 
@@ -440,4 +681,5 @@ class GridWriter:
 
 def _progress_line(line: dict) -> str:
     losses = " ".join(f"{k} {line[k]:.3f}" for k in ("G_loss", "D_loss", "R1", "knn") if k in line)
-    return f"tick {line['tick']:4d}  kimg {line['kimg']:8.3f}  sec/kimg {line['sec_per_kimg']:7.1f}  {losses}"
+    return (f"tick {line['tick']:4d}  kimg {line['kimg']:8.3f}  sec/kimg {line['sec_per_kimg']:7.1f}  "
+            f"mem {line['peak_memory_gb']:5.2f} GB  {losses}")  # fmt: skip
