@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Checks and benchmarks that need a CUDA GPU, in one go; logs and tables go to $OUT (default out/gpu).
+#
+#   bash benchmarks/gpu.sh                 # everything: tests, then the render / generator / training benchmarks
+#   bash benchmarks/gpu.sh tests           # the GPU-marked tests and a CUDA training smoke run
+#   bash benchmarks/gpu.sh render train    # some of: tests render generator train
+#
+# Needs torch with CUDA and gsplat (pip install -e ".[cuda]"); gsplat compiles its kernels on first use
+# (a few minutes), into $TORCH_EXTENSIONS_DIR when that is set.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+parts=" ${*:-tests render generator train} "
+status=0
+step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember a failure
+    echo "== $1"
+    local name=$1
+    shift
+    local t0=$SECONDS
+    "$@" 2>&1 | tee "$OUT/$name.log" || status=1
+    echo "== $name: $((SECONDS - t0)) s"
+}
+
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
+if [[ $parts == *" tests "* ]]; then
+    step pytest-gpu python3 -m pytest -q -m gpu -p no:cacheprovider
+    work=$(mktemp -d)
+    step synth python3 -m cgsgan dataset synth "$work/heads64" --count 256 --resolution 64
+    step train-smoke python3 -m cgsgan train --preset tiny64 --kimg 0.064 --tick 0.032 --snap 1 --batch 8 \
+        --device cuda --data "$work/heads64" --out "$work/run"
+fi
+if [[ $parts == *" render "* ]]; then
+    step render-torch python3 benchmarks/render.py --device cuda --backend torch --repeats 20
+    step render-gsplat python3 benchmarks/render.py --device cuda --backend gsplat --repeats 20
+fi
+[[ $parts == *" generator "* ]] && step generator python3 benchmarks/generator.py --device cuda --repeats 10
+[[ $parts == *" train "* ]] && step train python3 benchmarks/train.py --device cuda --steps 8
+exit $status
