@@ -29,6 +29,7 @@ TILE = 16  # INRIA's tile: the unit of Gaussian selection
 _LN_255 = math.log(255.0)
 _Q_SLACK = 1e-4  # relative margin on Q, so rounding never drops a Gaussian that a pixel composites
 _PIXEL_SLACK = 1e-3
+_NO_CELL = 2**20  # "no cell" in cell-column minima (any real cell index is smaller)
 
 
 @dataclass
@@ -177,13 +178,16 @@ def intersect_tiles(proj: Projection, height: int, width: int, cell: int = 8) ->
     # Pixel rows of each band [split, R], then the ellipse's span over each band, as cell columns.
     top = (ty * TILE).unsqueeze(0) + (torch.arange(split, dtype=torch.int32, device=device) * cell).unsqueeze(1)
     left, right = _band_spans(g, top, torch.clamp(top + (cell - 1), max=height - 1))
-    x0 = torch.ceil(g["px"] + left - _PIXEL_SLACK).clamp_(min=0)
-    x1 = torch.floor(g["px"] + right + _PIXEL_SLACK).clamp_(max=width - 1)
-    c0 = torch.floor(x0 / cell).to(torch.int32)
-    c1 = torch.where(x1 >= x0, torch.floor(x1 / cell) + 1, x0.new_zeros(())).to(torch.int32)
-    c1 = torch.maximum(c1, c0)  # empty bands as empty ranges
+    # Empty bands have infinite edges: clamp to finite values before any integer cast (casting inf is
+    # undefined: x86 gives INT_MIN, CUDA saturates to INT_MAX), and give them the empty range [0, 0).
+    x0 = torch.ceil(g["px"] + left - _PIXEL_SLACK).clamp_(0, width)
+    x1 = torch.floor(g["px"] + right + _PIXEL_SLACK).clamp_(-1, width - 1)
+    empty = x1 < x0
+    c0 = torch.floor(x0 / cell).to(torch.int32).masked_fill_(empty, 0)
+    c1 = (torch.floor(x1 / cell) + 1).to(torch.int32).masked_fill_(empty, 0)
     band_c0, band_c1 = c0.unbind(0), c1.unbind(0)
-    c0_min, c1_max = c0.amin(0), c1.amax(0)
+    c0_min = c0.masked_fill(empty, _NO_CELL).amin(0)  # over the bands the ellipse reaches
+    c1_max = c1.amax(0)
     t0 = torch.maximum(g["col0"].to(torch.int32), torch.div(c0_min, split, rounding_mode="floor"))
     t1 = torch.minimum(g["col1"].to(torch.int32), torch.div(c1_max + split - 1, split, rounding_mode="floor"))
     n_tiles = (t1 - t0).clamp_(min=0)
