@@ -590,6 +590,7 @@ def _process_group(device: str):
     torch_dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     try:
         yield Process.current(), device
+        torch_dist.barrier()  # rank 0 may still be writing; tearing down under it aborts gloo
     finally:
         torch_dist.destroy_process_group()
 

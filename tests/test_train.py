@@ -1,4 +1,6 @@
 import json
+import socket
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -156,10 +158,17 @@ def _distributed_worker(rank: int, world: int, heads, out, init: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         trainer = Trainer(config(batch=8, views=2), heads, process=Process.current())
+        trainer.broadcast()
         grads = _record_gradients(trainer)
         trainer.step()
         if rank == 0:
             torch.save({"grads": grads, "G": trainer.G.state_dict()}, out)
+        trainer.counters.step += rank  # as if rank 1 had resumed from another snapshot
+        try:
+            trainer.broadcast()
+        except TrainingError as e:
+            Path(f"{out}.{rank}.error").write_text(str(e))
+        dist.barrier()  # no process tears its connections down while another still uses them
     finally:
         dist.destroy_process_group()
 
@@ -167,9 +176,13 @@ def _distributed_worker(rank: int, world: int, heads, out, init: str) -> None:
 def test_two_gloo_processes_compute_the_gradients_of_one_process(heads, tmp_path):
     """2 ranks x 4 samples == 1 process with the batch of 8 in passes of 4: same data, draws and mean gradients."""
     out = tmp_path / "rank0.pt"
-    init = f"file://{tmp_path / 'rendezvous'}"
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        init = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     torch.multiprocessing.spawn(_distributed_worker, args=(2, heads, out, init), nprocs=2, join=True)
     ranks = torch.load(out, weights_only=True)
+    for rank in range(2):  # a mismatch of resume points is caught on every process
+        assert "resumed from different snapshots" in Path(f"{out}.{rank}.error").read_text()
 
     single = Trainer(config(batch=8, views=2, batch_gpu=4), heads)
     grads = _record_gradients(single)
@@ -266,3 +279,14 @@ def test_train_command_resumes_another_run_with_its_settings(heads, tmp_path):
         main, ["train", "--resume", str(first), "--out", str(tmp_path / "x"), "--preset", "small128"]
     )
     assert clash.exit_code != 0 and "was trained with --preset tiny64" in clash.output
+
+
+def test_wandb_without_the_package_is_a_clear_error(heads, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cgsgan.cli import main
+
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # import wandb -> ImportError
+    args = ["train", "--data", str(heads), "--out", str(tmp_path / "run"), "--kimg", "0.004", "--batch", "4"]
+    result = CliRunner().invoke(main, [*args, "--wandb", "heads"])
+    assert result.exit_code == 1 and "--wandb needs the wandb package: pip install wandb" in result.output

@@ -373,11 +373,18 @@ class Trainer:
         self._stream = None  # the sampler restarts at the images already consumed
 
     def broadcast(self) -> None:
-        """Make every process hold rank 0's networks (the reference broadcasts once at start-up)."""
-        if self.process.distributed:
-            for module in (self.G, self.G_ema, self.D):
-                for t in (*module.parameters(), *module.buffers()):
-                    dist.broadcast(t.data, src=0)
+        """Make every process hold rank 0's networks (the reference broadcasts once at start-up), and check that
+        all resumed from the same point (optimiser states are not broadcast: each process loads its own)."""
+        if not self.process.distributed:
+            return
+        for module in (self.G, self.G_ema, self.D):
+            for t in (*module.parameters(), *module.buffers()):
+                dist.broadcast(t.data, src=0)
+        step = torch.tensor([self.counters.step, -self.counters.step], device=self.device)
+        dist.all_reduce(step, op=dist.ReduceOp.MAX)
+        if step[0] != -step[1]:
+            raise TrainingError("the processes resumed from different snapshots: every process must see the "
+                                "same run folder (a shared file system on several machines)")  # fmt: skip
 
     def save(self, run_dir: Path) -> Path:
         """network-snapshot-<kimg>.safetensors plus its training-state-<kimg>.pt, both written atomically."""
