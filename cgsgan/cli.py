@@ -484,7 +484,7 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     "--kimg",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Training length in thousands of real images [default: the preset's; 1000 for official presets].",
+    help="Training length in thousands of real images [default: the preset's; 15000 for official presets].",
 )
 @click.option("--batch", type=click.IntRange(min=4), default=None, help="Batch over all processes [default: 8].")
 @click.option(

@@ -133,7 +133,7 @@ def test_presets_carry_their_training_defaults():
     cfg = TrainConfig.for_preset("tiny64", kimg=3, batch=None)
     assert (cfg.kimg, cfg.batch, cfg.blur_sigma, cfg.blur_fade_kimg) == (3, 8, 2.0, 16)  # None keeps the default
     official = TrainConfig.for_preset("ffhqc512")
-    assert (official.kimg, official.blur_sigma, official.blur_fade_kimg, official.tick_kimg) == (1000, 10, 200, 1)
+    assert (official.kimg, official.blur_sigma, official.blur_fade_kimg, official.tick_kimg) == (15000, 10, 200, 1)
 
 
 # ------------------------------------------------------------------ distributed
@@ -290,3 +290,15 @@ def test_wandb_without_the_package_is_a_clear_error(heads, tmp_path, monkeypatch
     args = ["train", "--data", str(heads), "--out", str(tmp_path / "run"), "--kimg", "0.004", "--batch", "4"]
     result = CliRunner().invoke(main, [*args, "--wandb", "heads"])
     assert result.exit_code == 1 and "--wandb needs the wandb package: pip install wandb" in result.output
+
+
+def test_peak_memory_counts_what_the_process_touched():
+    from cgsgan.train.loop import peak_memory_gb
+
+    cpu = torch.device("cpu")
+    before = peak_memory_gb(cpu)
+    block = np.ones(2**29 // 8)  # 512 MB, touched
+    status = Path("/proc/self/status").read_text().splitlines()
+    rss = int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 2**20
+    del block
+    assert peak_memory_gb(cpu) >= max(before, rss) - 1e-3 and peak_memory_gb(cpu) > 0.5

@@ -68,7 +68,7 @@ class TrainConfig:
     xflip: bool = True
     batch: int = 8  # over all processes
     batch_gpu: int | None = None  # per process and pass (gradient accumulation); None: batch / processes
-    kimg: float = 1000.0  # length of training, in thousands of real images shown
+    kimg: float = 15000.0  # length of training, in thousands of real images shown (the reference: 15,000)
     lr_g: float = 0.0025
     lr_d: float = 0.002
     xyz_lr_scale: float = 0.01  # v2: every "xyz" parameter at 0.01x lr (v1: 1)
@@ -507,7 +507,7 @@ class TickStats:
 
 
 def peak_memory_gb(device: torch.device) -> float:
-    """Peak memory since the last call: CUDA allocator peak, or this process's peak resident memory."""
+    """CUDA: the allocator's peak since the last call. CPU: this process's peak resident memory so far."""
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
