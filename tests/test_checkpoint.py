@@ -189,3 +189,27 @@ def test_convert_command(tmp_path, monkeypatch):
     bad.write_bytes(b"\x80\x04\x95")
     result = runner.invoke(main, ["convert", str(bad), str(tmp_path / "b.safetensors")])
     assert result.exit_code == 1 and "broken.pkl" in result.output and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ the built-in network
+def test_the_built_in_network_renders_distinct_heads():
+    import math
+
+    from cgsgan.camera import look_at
+    from cgsgan.render import render
+
+    G = load_network()  # no path: the packaged tiny64 network
+    assert (G.cfg.resolution, G.cfg.num_points, G.cfg.width) == (64, 256, 128)
+    assert all(p.dtype == torch.float32 for p in G.parameters())  # stored in float16, loaded as float32
+    z = torch.randn(4, G.cfg.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = render(G(z)[0], look_at(math.pi / 2, math.pi / 2), 64, background=1.0)
+    centre, corners = out.alpha[..., 24:40, 24:40].mean(), out.alpha[..., :8, :8].mean()
+    assert centre > 0.9 and corners < 0.05  # an opaque head in the middle, background at the corners
+    assert (out.image[0] - out.image[1]).abs().mean() > 0.02  # different latents, different heads
+
+
+def test_a_missing_built_in_network_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr("cgsgan.assets.DEFAULT_NETWORK", "nothing-here.safetensors")
+    with pytest.raises(FileNotFoundError, match="built-in network nothing-here.safetensors is missing"):
+        load_network()

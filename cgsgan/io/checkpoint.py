@@ -95,8 +95,16 @@ def read_state_dicts(path: str | os.PathLike, device: str | torch.device = "cpu"
     return states
 
 
-def load_network(path: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu") -> CGSGenerator:
-    """A ready generator (eval mode, no grad) from a checkpoint: ``name`` or else G_ema, else G."""
+def load_network(path: str | os.PathLike | None = None, name: str | None = None,
+                 device: str | torch.device = "cpu") -> CGSGenerator:  # fmt: skip
+    """A ready generator (eval mode, no grad) from a checkpoint: ``name`` or else G_ema, else G.
+
+    With no path, the built-in network (tiny64, trained on the synthetic heads; `cgsgan.assets`).
+    Weights stored in another float type (the built-in one is float16) load as float32."""
+    if path is None:
+        from cgsgan.assets import default_network
+
+        path = default_network()
     metadata = read_metadata(path)
     names = json.loads(metadata["networks"])
     if name is None:

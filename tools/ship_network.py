@@ -1,0 +1,34 @@
+"""Write a training snapshot's G_ema as the package's built-in network (float16, generator only).
+
+    python tools/ship_network.py out/evidence/network-snapshot-000010.safetensors
+
+Float tensors are stored in float16 (half the size; loading casts them back to float32);
+integer buffers keep their type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cgsgan.assets import DEFAULT_NETWORK
+from cgsgan.config import GeneratorConfig
+from cgsgan.io.checkpoint import read_metadata, read_state_dicts, save_networks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("snapshot", type=Path)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "cgsgan" / "assets" / DEFAULT_NETWORK)
+    args = parser.parse_args()
+    state = read_state_dicts(args.snapshot)["G_ema"]
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    cfg = GeneratorConfig.from_dict(json.loads(read_metadata(args.snapshot)["generator"]))
+    source = f"{args.snapshot.name}: {read_metadata(args.snapshot).get('source', '')}; G_ema in float16"
+    save_networks(args.out, {"G_ema": half}, cfg, source=source)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
