@@ -302,3 +302,16 @@ def test_peak_memory_counts_what_the_process_touched():
     rss = int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 2**20
     del block
     assert peak_memory_gb(cpu) >= max(before, rss) - 1e-3 and peak_memory_gb(cpu) > 0.5
+
+
+def test_tensorboard_gets_the_tick_scalars_when_installed(heads, tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")  # needs the tensorboard package
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(config(kimg=0.008), tmp_path, heads, log=lambda _: None)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    g_loss = events.Scalars("G_loss")
+    rows = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [e.step for e in g_loss] == [round(r["kimg"] * 1000) for r in rows]
+    assert [e.value for e in g_loss] == pytest.approx([r["G_loss"] for r in rows])
