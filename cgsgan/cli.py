@@ -554,6 +554,9 @@ def train(data: str | None, preset: str | None, run_dir: str | None, resume: str
         if preset is not None and preset != stored["preset"]:
             raise click.UsageError(f"{snapshot[0]} was trained with --preset {stored['preset']}, not {preset}")
         cfg = TrainConfig.from_dict({**stored, **{k: v for k, v in explicit.items() if v is not None}})
+    elif snapshot is not None:  # imported weights (no training state): the preset and revision are the file's
+        found, revision = _imported_preset(snapshot[0], preset)
+        cfg = TrainConfig.for_preset(found, revision=revision, **explicit)
     else:
         cfg = TrainConfig.for_preset(preset or "tiny64", **explicit)
     if cfg.views > (cfg.batch_gpu or cfg.batch):
@@ -568,6 +571,22 @@ def train(data: str | None, preset: str | None, run_dir: str | None, resume: str
                       wandb_project=wandb_project)  # fmt: skip
         if process.rank == 0:
             click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {run_dir}")
+
+
+def _imported_preset(network: Path, preset: str | None) -> tuple[str, str]:
+    """(preset, revision) of a network file without training state; --preset must agree when given."""
+    import json
+
+    from cgsgan.config import GeneratorConfig, find_preset
+    from cgsgan.io.checkpoint import read_metadata
+
+    cfg = GeneratorConfig.from_dict(json.loads(read_metadata(network)["generator"]))
+    found = find_preset(cfg)
+    if found is None and preset is None:
+        raise click.UsageError(f"{network} matches no preset; its generator is {cfg}")
+    if preset is not None and found is not None and preset != found:
+        raise click.UsageError(f"{network} holds a {found} generator, not {preset}")
+    return preset or found, cfg.revision
 
 
 @contextlib.contextmanager

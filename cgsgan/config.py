@@ -211,3 +211,8 @@ def generator_config(preset: str, **overrides: Any) -> GeneratorConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[preset].generator, **overrides)
+
+
+def find_preset(cfg: GeneratorConfig) -> str | None:
+    """The preset whose generator this config is (in either revision), or None."""
+    return next((name for name, p in PRESETS.items() if replace(p.generator, revision=cfg.revision) == cfg), None)

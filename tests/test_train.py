@@ -132,6 +132,10 @@ def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
 def test_presets_carry_their_training_defaults():
     cfg = TrainConfig.for_preset("tiny64", kimg=3, batch=None)
     assert (cfg.kimg, cfg.batch, cfg.blur_sigma, cfg.blur_fade_kimg) == (3, 8, 2.0, 16)  # None keeps the default
+    from cgsgan.config import find_preset, generator_config
+
+    assert find_preset(generator_config("ffhqc2048", revision="v1")) == "ffhqc2048"
+    assert find_preset(generator_config("tiny64", num_points=128)) is None
     official = TrainConfig.for_preset("ffhqc512")
     assert (official.kimg, official.blur_sigma, official.blur_fade_kimg, official.tick_kimg) == (15000, 10, 200, 1)
 
@@ -315,3 +319,26 @@ def test_tensorboard_gets_the_tick_scalars_when_installed(heads, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert [e.step for e in g_loss] == [round(r["kimg"] * 1000) for r in rows]
     assert [e.value for e in g_loss] == pytest.approx([r["G_loss"] for r in rows])
+
+
+def test_train_command_takes_preset_and_revision_from_imported_weights(heads, tmp_path):
+    from click.testing import CliRunner
+
+    from cgsgan.cli import main
+    from cgsgan.config import PRESETS, generator_config
+    from cgsgan.models import build_generator
+    from cgsgan.models.discriminator import Discriminator
+
+    g_cfg = generator_config("tiny64", revision="v1")
+    path = tmp_path / "imported.safetensors"  # weights only, as `cgsgan convert` writes them
+    save_networks(path, {"G": build_generator(g_cfg), "D": Discriminator(PRESETS["tiny64"].discriminator_config())},
+                  g_cfg, discriminator=PRESETS["tiny64"].discriminator_config())  # fmt: skip
+    run = tmp_path / "run"
+    args = ["train", "--resume", str(path), "--data", str(heads), "--kimg", "0.004", "--batch", "4", "--views", "2"]
+    result = CliRunner().invoke(main, [*args, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "no optimiser states next to imported.safetensors: Adam starts fresh" in result.output
+    options = json.loads((run / "training_options.json").read_text())
+    assert (options["preset"], options["revision"]) == ("tiny64", "v1")
+    clash = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x"), "--preset", "small128"])
+    assert clash.exit_code != 0 and "holds a tiny64 generator, not small128" in clash.output
