@@ -36,5 +36,6 @@ if [[ $parts == *" render "* ]]; then
     step render-gsplat python3 benchmarks/render.py --device cuda --backend gsplat --repeats 20
 fi
 [[ $parts == *" generator "* ]] && step generator python3 benchmarks/generator.py --device cuda --repeats 10
+[[ $parts == *" train "* ]] && step discriminator python3 benchmarks/discriminator.py --device cuda --presets ffhqc256 ffhqc512
 [[ $parts == *" train "* ]] && step train python3 benchmarks/train.py --device cuda --steps 8
 exit $status

@@ -28,6 +28,27 @@ def main() -> None:
     source = f"{args.snapshot.name}: {read_metadata(args.snapshot).get('source', '')}; G_ema in float16"
     save_networks(args.out, {"G_ema": half}, cfg, source=source)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MB)")
+    print(f"float16 vs float32, 8 frontal renders: {_render_difference(args.snapshot, args.out)}")
+
+
+def _render_difference(full: Path, half: Path) -> str:
+    """Mean and max |difference| of images of the same latents from both files."""
+    import math
+
+    import torch
+
+    from cgsgan.camera import look_at
+    from cgsgan.io import load_network
+    from cgsgan.render import render
+
+    images = []
+    for path in (full, half):
+        G = load_network(path)
+        z = torch.randn(8, G.cfg.z_dim, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            images.append(render(G(z)[0], look_at(math.pi / 2, math.pi / 2), G.cfg.resolution, 1.0).image)
+    diff = (images[0] - images[1]).abs()
+    return f"mean {diff.mean():.1e}, max {diff.max():.3f}"
 
 
 if __name__ == "__main__":
