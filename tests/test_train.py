@@ -342,3 +342,16 @@ def test_train_command_takes_preset_and_revision_from_imported_weights(heads, tm
     assert (options["preset"], options["revision"]) == ("tiny64", "v1")
     clash = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x"), "--preset", "small128"])
     assert clash.exit_code != 0 and "holds a tiny64 generator, not small128" in clash.output
+
+
+def test_passes_and_seeds_draw_different_fakes(heads):
+    # torch's CPU generator keeps only 32 bits of its seed: keys packed by shifts above bit 32 were lost,
+    # so every pass (and every process) of a step drew the same z, and the seed did not change the fakes.
+    trainer = Trainer(config(batch=8, batch_gpu=4), heads)
+    z0, labels0, _ = trainer._fakes(0, 0)
+    z1, _, _ = trainer._fakes(0, 1)
+    assert not torch.allclose(z0, z1)
+    assert not torch.allclose(z0, trainer._fakes(1, 0)[0])  # G and D phases differ
+    other = Trainer(config(batch=8, batch_gpu=4, seed=1), heads)
+    assert not torch.allclose(z0, other._fakes(0, 0)[0])
+    assert torch.equal(z0, Trainer(config(batch=8, batch_gpu=4), heads)._fakes(0, 0)[0])  # reproducible

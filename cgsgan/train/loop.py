@@ -42,6 +42,7 @@ from cgsgan.io.checkpoint import save_networks
 from cgsgan.models import CGSGenerator, build_generator
 from cgsgan.models.discriminator import Discriminator
 from cgsgan.render import render
+from cgsgan.seeds import stream
 from cgsgan.train.loss import (
     blur_images,
     blur_sigma,
@@ -219,8 +220,7 @@ class Trainer:
 
     def _generator(self, phase: int, chunk: int) -> torch.Generator:
         """The random stream of one pass: a function of (seed, step, phase, pass index in the global batch)."""
-        seed = (self.cfg.seed << 48) + (chunk << 34) + (self.counters.step << 2) + phase
-        return torch.Generator().manual_seed(seed)
+        return stream(self.cfg.seed, self.counters.step, phase, chunk)
 
     def _fakes(self, phase: int, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
         """z [b, z_dim], camera labels [b, 25] and background colours [b, V, 3] for one pass of a phase."""
