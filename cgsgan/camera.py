@@ -42,6 +42,7 @@ __all__ = [
     "look_at",
     "mirror_labels",
     "camera_positions",
+    "camera_yaw_deg",
     "world_to_camera",
     "projection_matrix",
     "turntable",
@@ -338,6 +339,14 @@ def mirror_labels(labels: Tensor) -> Tensor:
 def camera_positions(labels: Tensor) -> Tensor:
     """World positions of the cameras [B, 3] (the translation column of cam2world)."""
     return check_labels(labels)[:, [3, 7, 11]].clone()
+
+
+def camera_yaw_deg(labels: Tensor) -> Tensor:
+    """Azimuth of each camera from the frontal view, in degrees [B] (+ toward +x; 0 = in front of the face).
+
+    From the camera position (x, z): atan2(x, z), so a ``look_at(pi / 2 + a, ...)`` camera has yaw a."""
+    position = camera_positions(labels)
+    return torch.rad2deg(torch.atan2(position[:, 0], position[:, 2]))
 
 
 def world_to_camera(labels: Tensor) -> Tensor:

@@ -374,3 +374,12 @@ NAN, INF = float("nan"), float("inf")
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_camera_yaw_from_labels():
+    from cgsgan.camera import camera_yaw_deg
+
+    yaw = torch.tensor([-1.0, -0.3, 0.0, 0.25, 1.2], dtype=torch.float64)
+    labels = look_at(math.pi / 2 + yaw, torch.full_like(yaw, math.pi / 2 - 0.3), dtype=torch.float64)
+    assert torch.allclose(camera_yaw_deg(labels), torch.rad2deg(yaw), atol=1e-9)
+    assert torch.allclose(camera_yaw_deg(mirror_labels(labels)), -torch.rad2deg(yaw), atol=1e-9)

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import zipfile
 from pathlib import Path
 
@@ -241,3 +242,37 @@ def test_missing_dataset_json_and_empty_folders(tmp_path):
     assert any("no images" in m for m in found) and any("dataset.json not found" in m for m in found)
     with pytest.raises(FileNotFoundError):
         scan(tmp_path / "nowhere")
+
+
+def test_fingerprint_follows_images_masks_and_labels(tmp_path):
+    images = make_dataset(tmp_path)
+    first = scan(images).fingerprint()
+    assert scan(images).fingerprint() == first
+    os.utime(tmp_path / "mask" / "00002.png", ns=(0, 10**18))
+    after_mask = scan(images).fingerprint()
+    assert after_mask != first
+    write_png(images / "00003.png", np.zeros((RES, RES, 3), np.uint8))
+    after_image = scan(images).fingerprint()
+    assert after_image != after_mask
+    labels = json.loads((tmp_path / "dataset.json").read_text())
+    labels["labels"][1][1][3] += 0.5
+    (tmp_path / "dataset.json").write_text(json.dumps(labels))
+    assert scan(images).fingerprint() != after_image
+
+
+def test_fingerprint_of_a_zip_uses_its_crcs(tmp_path):
+    folder = make_dataset(tmp_path / "a", layout="eg3d")
+    archive = tmp_path / "data.zip"
+
+    def pack() -> str:
+        with zipfile.ZipFile(archive, "w") as z:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(folder).as_posix())
+        return scan(archive).fingerprint()
+
+    first = pack()
+    os.utime(folder / "00000" / "img00000001.png", ns=(0, 10**18))
+    assert pack() == first  # a new archive of the same bytes: same CRCs
+    write_png(folder / "00000" / "img00000001.png", np.zeros((RES, RES, 3), np.uint8))
+    assert pack() != first

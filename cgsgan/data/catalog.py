@@ -23,6 +23,7 @@ same messages.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -90,6 +91,16 @@ class Catalog:
     entries: list[Entry]
     resolution: int
     problems: list[Problem] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of every entry's name, label, and image and mask stamps (:meth:`Source.stamp`):
+        changes when an image, mask or label is added, removed or rewritten, at the cost of a stat per file."""
+        digest = hashlib.sha256(f"resolution {self.resolution}\n".encode())
+        for e in self.entries:
+            mask = "none" if e.mask is None else self.masks.stamp(e.mask)
+            line = f"{e.name}|{e.number}|{json.dumps(e.label)}|{self.images.stamp(e.name)}|{mask}\n"
+            digest.update(line.encode())
+        return digest.hexdigest()
 
     def numbers(self) -> dict[int, int]:
         """Image number -> position in ``entries``."""

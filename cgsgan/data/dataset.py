@@ -71,6 +71,11 @@ class HeadsDataset(torch.utils.data.Dataset):
         """Selected images before x-flip (with repeats)."""
         return len(self._order)
 
+    @property
+    def positions(self) -> np.ndarray:
+        """int64 [num_images]: the catalog entry of each selected image (a distribution repeats entries)."""
+        return self._order.copy()
+
     def __len__(self) -> int:
         return self.num_images * (2 if self.xflip else 1)
 

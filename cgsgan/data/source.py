@@ -59,6 +59,15 @@ class Source:
             return self._archive().read(name)
         return (self.path / name).read_bytes()
 
+    def stamp(self, name: str) -> str:
+        """What changes when the file's content does, without reading it: the CRC and size a zip
+        records; a file's size and modification time."""
+        if self.is_zip:
+            info = self._archive().getinfo(name)
+            return f"crc {info.CRC:08x} size {info.file_size}"
+        stat = (self.path / name).stat()
+        return f"size {stat.st_size} mtime {stat.st_mtime_ns}"
+
     def describe(self, name: str) -> str:
         """How to name a file in messages: its full path, or archive.zip:name."""
         return f"{self.path}:{name}" if self.is_zip else str(self.path / name)
