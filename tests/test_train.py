@@ -355,3 +355,36 @@ def test_passes_and_seeds_draw_different_fakes(heads):
     other = Trainer(config(batch=8, batch_gpu=4, seed=1), heads)
     assert not torch.allclose(z0, other._fakes(0, 0)[0])
     assert torch.equal(z0, Trainer(config(batch=8, batch_gpu=4), heads)._fakes(0, 0)[0])  # reproducible
+
+
+def test_metrics_at_snapshots(heads, tmp_path, monkeypatch):
+    pytest.importorskip("torchmetrics")
+    from test_metrics import NvidiaLayout, TinyLayers
+
+    monkeypatch.setenv("CGSGAN_CACHE", str(tmp_path / "cache"))
+    inception = tmp_path / "inception-like.pt"
+    torch.jit.save(torch.jit.script(NvidiaLayout(TinyLayers())), str(inception))
+    run = tmp_path / "run"
+    lines = []
+    cfg = config(metrics=("fid8_full", "kid8_full"), tick_kimg=0.004)
+    train(cfg, run, heads, log=lines.append, max_steps=4, inception=inception)
+    stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    snapshots = sorted(p.name for p in run.glob("network-snapshot-*.safetensors"))
+    assert [("fid8_full" in s) for s in stats] == [False, True, False, True]  # snapshot every 2nd tick
+    measured = [json.loads(x) for x in (run / "metric-fid8_full.jsonl").read_text().splitlines()]
+    assert len(measured) == 2 and {m["snapshot"] for m in measured} <= set(snapshots)
+    assert [m["kimg"] for m in measured] == [0.008, 0.016] and all(m["results"]["fid8_full"] > 0 for m in measured)
+    assert (run / "metric-kid8_full.jsonl").is_file()
+    best = json.loads((run / "best-snapshot.json").read_text())
+    assert best["metric"] == "fid8_full" and best["snapshot"] in snapshots
+    assert best["value"] == min(m["results"]["fid8_full"] for m in measured)
+    assert any("fid8_full" in line for line in lines)
+
+
+def test_metric_defaults_and_names():
+    assert TrainConfig.for_preset("tiny64").metrics == ()
+    assert TrainConfig.for_preset("ffhqc512").metrics == ("fid20k_full",)
+    with pytest.raises(ValueError, match="unknown metric 'fid_20k'"):
+        config(metrics=("fid_20k",))
+    stored = {k: v for k, v in config().to_dict().items() if k != "metrics"}  # saved before metrics existed
+    assert TrainConfig.from_dict(stored).metrics == ()

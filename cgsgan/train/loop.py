@@ -43,6 +43,7 @@ from cgsgan.models import CGSGenerator, build_generator
 from cgsgan.models.discriminator import Discriminator
 from cgsgan.render import render
 from cgsgan.seeds import stream
+from cgsgan.train.evaluation import SnapshotMetrics
 from cgsgan.train.loss import (
     blur_images,
     blur_sigma,
@@ -91,6 +92,7 @@ class TrainConfig:
     image_ticks: int = 10
     seed: int = 0
     max_bad_steps: int = 10
+    metrics: tuple[str, ...] = ("fid20k_full",)  # evaluated on G_ema at every snapshot (CPU presets: none)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -106,6 +108,10 @@ class TrainConfig:
             raise ValueError(f"views ({self.views}) cannot exceed the batch per pass ({self.batch_gpu or self.batch})")
         if self.r1_interval < 1 or self.max_bad_steps < 1:
             raise ValueError("r1_interval and max_bad_steps must be >= 1")
+        if self.metrics:
+            from cgsgan.metrics.evaluate import parse_metrics
+
+            parse_metrics(list(self.metrics))
 
     @classmethod
     def for_preset(cls, preset: str, **overrides) -> TrainConfig:
@@ -122,8 +128,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """A stored config; fields it lacks (stored by an older version) take the preset's defaults."""
         known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if k == "betas" else v for k, v in values.items() if k in known}
+        preset = PRESETS.get(values.get("preset", cls.preset))
+        values = {**(preset.training if preset else {}), **values}
+        values = {k: tuple(v) if k in ("betas", "metrics") else v for k, v in values.items() if k in known}
         return cls(**values)
 
 
@@ -574,18 +583,24 @@ def _mean_over_processes(values: dict[str, float], process: Process, device: tor
 
 def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.PathLike, device: str = "cpu",
           log=print, max_steps: int | None = None, resume_from: str | os.PathLike | None = None,
-          process: Process | None = None, wandb_project: str | None = None) -> Trainer:  # fmt: skip
+          process: Process | None = None, wandb_project: str | None = None,
+          inception: str | os.PathLike | None = None) -> Trainer:  # fmt: skip
     """Train until ``cfg.kimg`` (or ``max_steps`` more steps).
 
     Resumes from the run folder's newest snapshot if it has one, else from ``resume_from``
     (a run folder or a snapshot). In a distributed run every process calls this with its
-    ``process``; only rank 0 writes files and logs."""
+    ``process``; only rank 0 writes files and logs. ``cfg.metrics`` are evaluated on G_ema
+    at every snapshot by all processes (``inception``: the feature network file, default
+    the installed one; see :mod:`cgsgan.train.evaluation`)."""
     run_dir = Path(run_dir)
     process = process or Process.current()
     writer = process.rank == 0
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, data_path, device, process)
+    evaluation = None
+    if cfg.metrics:  # built before the first step, so a missing Inception or a bad dataset fails at once
+        evaluation = SnapshotMetrics(trainer, data_path, run_dir, inception, log if writer else None)
     snapshot = latest_snapshot(run_dir) or (find_snapshot(resume_from) if resume_from is not None else None)
     if snapshot is not None:
         resume(trainer, snapshot, log=log if writer else lambda _: None)
@@ -617,6 +632,9 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.Path
             elapsed = time.perf_counter() - started
             means = _mean_over_processes(stats.means(), process, trainer.device)
             memory = _mean_over_processes({"peak_memory_gb": peak_memory_gb(trainer.device)}, process, trainer.device)
+            snapshot = trainer.counters.tick % cfg.snapshot_ticks == 0 or done
+            network = trainer.save(run_dir) if snapshot and writer else None
+            scores = evaluation(network) if snapshot and evaluation is not None else {}
             if writer:
                 line = {
                     "tick": trainer.counters.tick,
@@ -625,12 +643,11 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.Path
                     "skipped": trainer.counters.skipped,
                     **memory,
                     **means,
+                    **scores,
                 }
                 loggers.write(line)
                 if trainer.counters.tick % cfg.image_ticks == 0 or done:
                     grids.write()
-                if trainer.counters.tick % cfg.snapshot_ticks == 0 or done:
-                    trainer.save(run_dir)
             stats, started, tick_start = TickStats(), time.perf_counter(), trainer.counters.images
     finally:
         if loggers is not None:
