@@ -92,7 +92,7 @@ class TrainConfig:
     image_ticks: int = 10
     seed: int = 0
     max_bad_steps: int = 10
-    metrics: tuple[str, ...] = ("fid20k_full",)  # evaluated on G_ema at every snapshot (CPU presets: none)
+    metrics: tuple[str, ...] = ()  # evaluated on G_ema at every snapshot (official presets: fid20k_full)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
