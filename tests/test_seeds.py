@@ -4,13 +4,18 @@ import torch
 from cgsgan.seeds import stream
 
 
+def draw(*args) -> torch.Tensor:
+    return torch.randn(4, generator=stream(*args))
+
+
 def test_streams_differ_by_every_key_and_repeat():
-    draw = lambda *keys: torch.randn(4, generator=stream(*keys))  # noqa: E731
-    assert torch.equal(draw(1, 2, 3), draw(1, 2, 3))
-    seen = [draw(*k) for k in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (2**40, 0, 0), (0, 2**40, 0)]]
+    assert torch.equal(draw("a", 1, 2, 3), draw("a", 1, 2, 3))
+    keys = [("a", 0, 0, 0), ("a", 1, 0, 0), ("a", 0, 1, 0), ("a", 0, 0, 1), ("a", 2**40, 0, 0), ("a", 0, 256, 0),
+            ("a", 0, 0), ("a", 0, 0, 0, 0), ("b", 0, 0, 0)]  # fmt: skip
+    seen = [draw(*k) for k in keys]
     for i in range(len(seen)):
         for j in range(i):
-            assert not torch.equal(seen[i], seen[j])
+            assert not torch.equal(seen[i], seen[j]), (keys[i], keys[j])
 
 
 def test_torch_keeps_only_32_bits_of_a_seed():
@@ -19,6 +24,8 @@ def test_torch_keeps_only_32_bits_of_a_seed():
     assert torch.equal(a, torch.randn(3, generator=torch.Generator().manual_seed(2**32 + 5)))
 
 
-def test_negative_keys_are_refused():
-    with pytest.raises(ValueError, match="non-negative"):
-        stream(1, -1)
+def test_keys_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="stream keys"):
+        stream("a", 1, -1)
+    with pytest.raises(ValueError, match="stream keys"):
+        stream("a", 2**64)

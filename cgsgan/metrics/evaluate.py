@@ -40,7 +40,7 @@ from cgsgan.metrics.distances import frechet_distance, kernel_distance
 from cgsgan.metrics.fakes import fake_features
 from cgsgan.metrics.inception import InceptionFeatures, load_inception
 from cgsgan.metrics.ranks import rank_world
-from cgsgan.metrics.reals import real_features
+from cgsgan.metrics.reals import real_features, reals_dataset
 from cgsgan.models import CGSGenerator
 
 KINDS = ("fid", "kid", "fid3d", "fidyaw")
@@ -112,6 +112,18 @@ class Evaluator:
         )
         self.device, self.batch, self.seed, self.progress = torch.device(device), batch, seed, progress
         self.cache = dict(cache_dir=cache_dir, use_cache=use_cache, workers=workers)
+        # The dataset is checked before anything is extracted: a wrong resolution or distribution fails at once.
+        self.dataset = reals_dataset(data)
+        if len(self.dataset) == 0:
+            raise ValueError(f"dataset {self.dataset.path} has no images")
+        if self.dataset.resolution != resolution:
+            raise ValueError(
+                f"the network renders {resolution}x{resolution} images, but the dataset {self.dataset.path} holds "
+                f"{self.dataset.resolution}x{self.dataset.resolution}: use --data at the network's resolution"
+            )
+        self.positions = self._positions(self.dataset)
+        for spec in self.specs:
+            self._subset(spec, len(self.positions))  # fewer reals than a metric asks for
         if isinstance(inception, InceptionFeatures):
             self.extractor = inception
         else:
@@ -122,17 +134,11 @@ class Evaluator:
     def reals(self) -> tuple[Tensor, Tensor]:
         """Features [N, 2048] and camera labels [N, 25] of the real set (the distribution's list, or unique)."""
         if self._reals is None:
-            dataset, features = real_features(self.data, self.extractor, batch=max(self.batch, 32),
+            dataset, features = real_features(self.dataset, self.extractor, batch=max(self.batch, 32),
                                               progress=self.progress, **self.cache)  # fmt: skip
-            if dataset.resolution != self.resolution:
-                raise ValueError(
-                    f"the network renders {self.resolution}x{self.resolution} images, but the dataset "
-                    f"{dataset.path} holds {dataset.resolution}x{dataset.resolution}: use --data at the "
-                    "network's resolution"
-                )
-            positions = self._positions(dataset)
-            labels = torch.tensor([dataset.catalog.entries[p].label for p in positions.tolist()], dtype=torch.float32)
-            self._reals = features[torch.from_numpy(positions)], labels
+            entries = dataset.catalog.entries
+            labels = torch.tensor([entries[p].label for p in self.positions.tolist()], dtype=torch.float32)
+            self._reals = features[torch.from_numpy(self.positions)], labels
         return self._reals
 
     def _positions(self, dataset: HeadsDataset) -> np.ndarray:
@@ -202,7 +208,7 @@ class Evaluator:
         picked[chosen] = True
         results, bins = {}, {}
         for name, lo, hi in YAW_BINS:
-            in_bin = (yaw >= lo) & (yaw < hi)
+            in_bin = (yaw >= lo) & ((yaw < hi) | (hi >= 180))  # the last bin includes 180 (behind the head)
             inside = in_bin & picked
             count = int(inside.sum())
             value = None
@@ -231,16 +237,25 @@ def append_results(out_dir: str | os.PathLike, results: list[dict], **context) -
     stamp = time.time()
     for result in results:
         path = out_dir / f"metric-{result['metric']}.jsonl"
-        line = {**result, **context, "timestamp": stamp}
+        line = _finite({**result, **context, "timestamp": stamp})
         with open(path, "a") as f:
-            f.write(json.dumps(line, default=_json_default) + "\n")
+            f.write(json.dumps(line, default=_json_default, allow_nan=False) + "\n")
         paths.append(path)
     return paths
+
+
+def _finite(value):
+    """Non-finite floats as None (JSON has no NaN), in nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):
     if isinstance(value, os.PathLike):
         return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

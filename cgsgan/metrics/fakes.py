@@ -37,7 +37,7 @@ def draws(seed: int, start: int, stop: int, z_dim: int, pool: int) -> tuple[Tens
     """z [n, z_dim], camera index [n] and mapping-camera index [n] of fakes start..stop-1 (n = stop - start)."""
     zs, cams, maps = [], [], []
     for block in range(start // BLOCK, -(-stop // BLOCK)):
-        gen = stream(seed, block)
+        gen = stream("fakes", seed, block)
         z = torch.randn(BLOCK, z_dim, generator=gen)
         cam = torch.randint(pool, (BLOCK,), generator=gen)
         mapped = torch.randint(pool, (BLOCK,), generator=gen)

@@ -82,7 +82,9 @@ class InceptionFeatures(nn.Module):
         x = images.to(torch.float32)
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        return self.layers((x - 128) / 128).reshape(len(images), self.num_features)
+        # TF32 off on CUDA, as StyleGAN3's metrics: features must not depend on the GPU generation.
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+            return self.layers((x - 128) / 128).reshape(len(images), self.num_features)
 
 
 def load_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> InceptionFeatures:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -68,7 +69,7 @@ def _read_cache(path: Path, key: dict, shape: tuple[int, int]) -> Tensor | None:
 
 
 def real_features(
-    path: str | os.PathLike,
+    data: str | os.PathLike | HeadsDataset,
     extractor: InceptionFeatures,
     resolution: int | None = None,
     batch: int = 64,
@@ -82,7 +83,9 @@ def real_features(
     Read from the cache when it holds them (rank 0 reads and sends them to the others);
     otherwise extracted (split over the processes of a distributed run) and written to the
     cache by rank 0."""
-    dataset = HeadsDataset(path, resolution=resolution, background="white")
+    dataset = data if isinstance(data, HeadsDataset) else reals_dataset(data, resolution)
+    if dataset.background != "white" or dataset.xflip:
+        raise ValueError("real features are of white-backed, unflipped images: use reals_dataset()")
     if len(dataset) == 0:
         raise ValueError(f"dataset {dataset.path} has no images")
     key = reals_key(dataset, extractor)
@@ -96,9 +99,17 @@ def real_features(
     features = _extract(dataset, extractor, batch, workers, progress)
     if use_cache and rank_world()[0] == 0:
         metadata = {"key": json.dumps(key), "dataset_path": str(dataset.path)}
-        atomic_write(file, lambda f: f.write(save({"features": features.contiguous()}, metadata=metadata)))
+        try:  # best effort: a full disk costs the next run an extraction, not this run (or its other ranks)
+            atomic_write(file, lambda f: f.write(save({"features": features.contiguous()}, metadata=metadata)))
+        except OSError as e:
+            warnings.warn(f"real features not cached ({e})", stacklevel=2)
     barrier()
     return dataset, features
+
+
+def reals_dataset(path: str | os.PathLike, resolution: int | None = None) -> HeadsDataset:
+    """The dataset as the metrics read it: every image once, over white, unflipped (checked up front)."""
+    return HeadsDataset(path, resolution=resolution, background="white")
 
 
 def _extract(dataset: HeadsDataset, extractor: InceptionFeatures, batch: int, workers: int, progress: bool) -> Tensor:

@@ -43,11 +43,15 @@ class SnapshotMetrics:
         values = {k: v for r in results for k, v in r["results"].items() if v is not None}
         if network is not None:
             kimg = self.trainer.counters.images / 1000
-            append_results(self.run_dir, results, snapshot=network.name, kimg=kimg)
             if self.log is not None:
                 self.log("  ".join(f"{k} {v:.4g}" for k, v in values.items()) + f"  ({network.name})")
-            if self.ranked is not None and self.ranked in values:
-                self._keep_best(network, values[self.ranked], kimg)
+            try:  # a failed write must not stop rank 0 alone (the others would wait for it in the next step)
+                append_results(self.run_dir, results, snapshot=network.name, kimg=kimg)
+                if self.ranked is not None and self.ranked in values:
+                    self._keep_best(network, values[self.ranked], kimg)
+            except OSError as e:
+                if self.log is not None:
+                    self.log(f"warning: metric results not written ({e})")
         return values
 
     def _keep_best(self, network: Path, value: float, kimg: float) -> None:

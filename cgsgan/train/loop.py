@@ -229,7 +229,7 @@ class Trainer:
 
     def _generator(self, phase: int, chunk: int) -> torch.Generator:
         """The random stream of one pass: a function of (seed, step, phase, pass index in the global batch)."""
-        return stream(self.cfg.seed, self.counters.step, phase, chunk)
+        return stream("train", self.cfg.seed, self.counters.step, phase, chunk)
 
     def _fakes(self, phase: int, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
         """z [b, z_dim], camera labels [b, 25] and background colours [b, V, 3] for one pass of a phase."""
