@@ -106,7 +106,7 @@ class Evaluator:
         self.specs = parse_metrics(metrics)
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        self.data, self.resolution, self.unique = data, resolution, unique
+        self.resolution, self.unique = resolution, unique
         self.distribution = (
             read_distribution(distribution) if isinstance(distribution, str | os.PathLike) else distribution
         )
