@@ -64,10 +64,18 @@ def test_knn_loss_matches_a_direct_computation():
         knn_loss(anchors, 20)
 
 
-def test_center_loss_is_the_squared_centroid():
+def test_center_loss_is_the_squared_centroid_of_each_sample():
     anchors = torch.randn(3, 10, 3) + torch.tensor([0.3, -0.6, 0.0])
-    c = anchors.mean(dim=(0, 1))
-    assert center_loss(anchors).item() == pytest.approx((c.square().sum() / 3).item(), rel=1e-6)
+    expected = sum(anchors[b].mean(0).square().sum().item() for b in range(3)) / 9
+    assert center_loss(anchors).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_center_loss_does_not_cancel_opposite_offsets():
+    # Two heads centred at +x and -x: the batch centroid is 0, each head is 0.5 off.
+    base = torch.randn(10, 3)
+    base = base - base.mean(0)
+    anchors = torch.stack([base + torch.tensor([0.5, 0, 0]), base - torch.tensor([0.5, 0, 0])])
+    assert center_loss(anchors).item() == pytest.approx(0.25 / 3, rel=1e-5)
 
 
 def test_blur_fades_and_keeps_the_mean():

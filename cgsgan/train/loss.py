@@ -72,8 +72,10 @@ def knn_loss(anchors: Tensor, k: int = 64) -> Tensor:
 
 
 def center_loss(anchors: Tensor) -> Tensor:
-    """Squared length of the batch's anchor centroid / 3 (mean of the squared centroid coordinates)."""
-    return anchors.mean(dim=(0, 1)).square().mean()
+    """Mean over samples and xyz of each sample's squared anchor centroid; anchors [B, N, 3].
+
+    Per sample, as the reference: heads off-centre in opposite directions do not cancel."""
+    return anchors.mean(dim=1).square().mean()
 
 
 # ------------------------------------------------------------------ blur
