@@ -1,6 +1,8 @@
+import copy
 import json
 import math
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from PIL import Image
 
 from cgsgan.camera import look_at
 from cgsgan.data.catalog import DatasetError, scan
-from cgsgan.data.dataset import HeadsDataset, InfiniteSampler, LabelSampler
+from cgsgan.data.dataset import BadImageWarning, HeadsDataset, InfiniteSampler, LabelSampler
+from cgsgan.data.source import Source
 
 RES = 16
 DATA = Path(__file__).parent / "data"
@@ -226,10 +229,110 @@ def test_check_names_every_problem_with_its_file(tmp_path, breakage, expected):
         HeadsDataset(images)
 
 
-def test_truncated_images_are_found_when_decoding(ffhqc):
-    data = (ffhqc / "00001.png").read_bytes()
-    (ffhqc / "00001.png").write_bytes(data[: len(data) // 2])
-    assert any("00001.png: unreadable or truncated" in m for m in messages(ffhqc, decode=True))
+def truncate(path: Path) -> None:
+    """Cut a PNG 4 bytes into its pixel data, leaving the header whole."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"IDAT") + 8])
+
+
+def test_truncated_images_are_found_when_decoding(ffhqc, tmp_path):
+    truncate(ffhqc / "00001.png")
+    truncate(tmp_path / "mask" / "00003.png")
+    found = messages(ffhqc, decode=True)
+    assert any("00001.png: unreadable or truncated" in m for m in found), found
+    assert any("mask/00003.png: unreadable or truncated" in m for m in found), found
+    assert messages(ffhqc) == []  # the headers are intact: the quick scan cannot tell
+
+
+class CountingFile:
+    """A file object that adds the bytes read through it to ``counter[0]``."""
+
+    def __init__(self, file, counter: list[int]) -> None:
+        self.file, self.counter = file, counter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.counter[0] += len(data)
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "zip"])
+def test_the_quick_scan_reads_only_headers(tmp_path, monkeypatch, packed):
+    images = make_dataset(tmp_path)
+    noise = np.random.default_rng(1)
+    files = sorted(images.glob("*.png")) + sorted((tmp_path / "mask").glob("*.png"))
+    for path in files:  # incompressible 96^2 noise: files of ~28 KB (images) and ~9 KB (masks)
+        write_png(path, noise.integers(0, 256, (96, 96, 3) if path.parent == images else (96, 96), np.uint8))
+    total = sum(path.stat().st_size for path in files)
+    if packed:
+        images = tmp_path / "heads.zip"
+        with zipfile.ZipFile(images, "w") as z:
+            for path in files:
+                z.write(path, path.relative_to(tmp_path / str(RES) if path.parent.name == str(RES) else tmp_path))
+            z.write(tmp_path / "dataset.json", "dataset.json")
+    counter, whole = [0], []
+    real_open, real_read = Source.open, Source.read
+    monkeypatch.setattr(Source, "open", lambda self, name: CountingFile(real_open(self, name), counter))
+    monkeypatch.setattr(Source, "read", lambda self, name: whole.append(name) or real_read(self, name))
+
+    catalog = scan(images)
+    assert catalog.problems == [] and catalog.resolution == 96 and len(catalog.entries) == 6
+    assert whole == ["dataset.json"]  # no image or mask is read whole
+    assert counter[0] < total / 50, (counter[0], total)
+    counter[0] = 0
+    assert scan(images, decode=True).problems == []
+    assert counter[0] >= total  # the full check decodes everything
+
+
+def test_an_image_broken_after_the_check_raises_naming_it(ffhqc):
+    data = HeadsDataset(ffhqc)
+    truncate(ffhqc / "00002.png")
+    with pytest.raises(DatasetError, match=r"00002\.png: unreadable or truncated image"):
+        data[2]
+    assert data[1]["skipped"] == 0 and data[3]["skipped"] == 0
+    write_png(ffhqc / "00004.png", np.zeros((RES * 2, RES * 2, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"00004\.png: image is 32x32, expected 16x16"):
+        data[4]
+
+
+def test_skip_passes_over_unreadable_images_and_masks_with_a_warning(ffhqc, tmp_path):
+    data = HeadsDataset(ffhqc, on_error="skip", background="white")
+    truncate(ffhqc / "00002.png")
+    truncate(tmp_path / "mask" / "00005.png")
+    with pytest.warns(BadImageWarning, match=r"skipped .*00002\.png: unreadable or truncated image") as caught:
+        item = data[2]
+    assert len(caught) == 1
+    assert item["number"] == 3 and item["skipped"] == 1
+    assert torch.equal(item["image"], data[3]["image"]) and torch.equal(item["label"], data[3]["label"])
+    with pytest.warns(BadImageWarning, match=r"skipped .*mask/00005\.png"):
+        assert data[5]["number"] == 0  # the next index wraps to the first image
+    for clone in (copy.copy(data), pickle.loads(pickle.dumps(data))):  # the trainer copies; workers unpickle
+        with pytest.warns(BadImageWarning, match="00002"):
+            assert clone[2]["skipped"] == 1
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+    with pytest.warns(BadImageWarning):
+        batch = next(iter(loader))
+    assert batch["skipped"].sum() == 2 and batch["skipped"].tolist() == [0, 0, 1, 0, 0, 1]
+    assert batch["number"].tolist() == [0, 1, 3, 3, 4, 0]
+
+
+def test_skip_gives_up_when_nothing_is_readable(ffhqc):
+    data = HeadsDataset(ffhqc, on_error="skip")
+    for path in ffhqc.glob("*.png"):
+        truncate(path)
+    with pytest.warns(BadImageWarning), pytest.raises(DatasetError, match="none of the 6 items is readable"):
+        data[0]
+    with pytest.raises(ValueError, match="on_error"):
+        HeadsDataset(ffhqc, on_error="ignore")
 
 
 def test_distribution_indices_out_of_range_are_reported(ffhqc):

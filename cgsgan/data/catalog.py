@@ -15,27 +15,30 @@ and image format. An image's *number* is the last run of digits in its stem
 (``00042.png`` and ``00000/img00000042.png`` are both 42); distribution files
 list these numbers.
 
-:func:`scan` reads the labels and image headers (and, with ``decode=True``, every
-image and mask in full) and returns the catalog together with every problem,
-each naming its file, so that ``cgsgan dataset check`` and the loader report the
-same messages.
+:func:`scan` reads the labels and the headers of images and masks (and, with
+``decode=True``, every image and mask in full) and returns the catalog together
+with every problem, each naming its file, so that ``cgsgan dataset check`` and
+the loader report the same messages. Headers are parsed from files opened as
+streams (:meth:`Source.open`), so a scan reads the start of each file (a few
+kilobytes with buffering), not all of it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import re
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from cgsgan.data.source import Source
 
@@ -45,6 +48,9 @@ MASK_DIR = "mask"
 LABEL_LENGTH = 25
 ROTATION_TOLERANCE = 1e-3  # |R R^T - I| and |det R - 1| allowed by the check
 _DIGITS = re.compile(r"\d+")
+# What reading a broken image can raise: PIL's errors (UnidentifiedImageError is an OSError), a bad compressed
+# text chunk, and a zip member whose CRC does not match.
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, zipfile.BadZipFile)
 
 
 @dataclass(frozen=True)
@@ -193,13 +199,14 @@ def _find_label(name: str, labels: dict[str, list], by_file: dict[str, str], by_
 
 # ------------------------------------------------------------------ images
 def _image_size(source: Source, name: str, decode: bool) -> tuple[tuple[int, int], str] | str:
-    """((width, height), mode) of an image, or why it cannot be read."""
+    """((width, height), mode) of an image, or why it cannot be read. PIL reads the stream on demand:
+    opening parses the header only, and only ``decode`` reads the rest."""
     try:
-        with Image.open(io.BytesIO(source.read(name))) as image:
+        with source.open(name) as file, Image.open(file) as image:
             if decode:
                 image.load()
             return image.size, image.mode
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+    except IMAGE_ERRORS as e:
         return f"unreadable or truncated image ({e})"
 
 
@@ -222,9 +229,9 @@ def scan(
 ) -> Catalog:
     """The catalog of a dataset and every problem found (``catalog.problems``; empty when all is well).
 
-    ``decode=False`` reads image headers only (fast); ``decode=True`` decodes every
-    image and mask, which finds truncated files. ``progress`` may wrap the image
-    list (e.g. ``tqdm``) for long scans.
+    ``decode=False`` reads the headers of images and masks only (fast); ``decode=True``
+    decodes every image and mask, which finds truncated files. ``progress`` may wrap
+    the image list (e.g. ``tqdm``) for long scans.
     """
     path = Path(path)
     images, labels_at, masks = _locate(path)

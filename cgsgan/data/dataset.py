@@ -4,24 +4,32 @@
 headers, masks, distribution; see :mod:`cgsgan.data.catalog`) and refuses a
 broken one with every problem named. Items are dicts:
 
-    image  uint8 [3, R, R]  composited over a random colour (training) or white (evaluation)
-    label  float32 [25]     EG3D camera label (mirrored for x-flipped items)
-    mask   uint8 [1, R, R]  255 = head (all 255 for datasets without masks)
-    number int              the image's number (see catalog), for distribution files
+    image   uint8 [3, R, R]  composited over a random colour (training) or white (evaluation)
+    label   float32 [25]     EG3D camera label (mirrored for x-flipped items)
+    mask    uint8 [1, R, R]  255 = head (all 255 for datasets without masks)
+    number  int              the image's number (see catalog), for distribution files
+    skipped int              unreadable items passed over to produce this one (0 normally)
 
 A distribution file selects and rebalances images (an image number listed k
 times appears k times); ``xflip`` then doubles the set with mirrored images and
 labels. The random backgrounds are a function of ``seed`` and the index, and an
 index past the end wraps with a fresh background: ``InfiniteSampler`` uses this
 to make every draw reproducible and resumable.
+
+The up-front check reads headers only, so a file truncated or corrupted in its
+body (or after the check) is found when its item is read. ``on_error="raise"``
+then raises :class:`DatasetError` naming it; ``on_error="skip"`` (for training)
+warns with its name (:class:`BadImageWarning`) and returns the next index's item
+instead, counting the skip in ``skipped`` so a batch tells how many it lost.
 """
 
 from __future__ import annotations
 
-import io
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -30,9 +38,18 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from cgsgan.camera import mirror_labels
-from cgsgan.data.catalog import Catalog, DatasetError, Entry, Problem, read_distribution, scan
+from cgsgan.data.catalog import IMAGE_ERRORS, Catalog, DatasetError, Entry, Problem, read_distribution, scan
 
 BACKGROUNDS = ("random", "white")
+ON_ERROR = ("raise", "skip")
+
+
+class BadImageWarning(UserWarning):
+    """An image or mask that could not be read, skipped for the next item (``on_error="skip"``)."""
+
+
+class _Unreadable(DatasetError):
+    """One item's image or mask could not be read: a DatasetError naming it, which "skip" catches."""
 
 
 class HeadsDataset(torch.utils.data.Dataset):
@@ -46,9 +63,12 @@ class HeadsDataset(torch.utils.data.Dataset):
         xflip: bool = False,
         background: str = "random",
         seed: int = 0,
+        on_error: str = "raise",
     ) -> None:
         if background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if isinstance(distribution, str | os.PathLike):
             distribution = read_distribution(distribution)
         catalog = scan(path, resolution=resolution, distribution=distribution)
@@ -56,7 +76,7 @@ class HeadsDataset(torch.utils.data.Dataset):
             raise DatasetError(path, catalog.problems)
         self.catalog: Catalog = catalog
         self.resolution = catalog.resolution
-        self.xflip, self.background, self.seed = xflip, background, seed
+        self.xflip, self.background, self.seed, self.on_error = xflip, background, seed, on_error
         positions = catalog.numbers()
         order = range(len(catalog.entries)) if distribution is None else [positions[n] for n in distribution]
         self._order = np.asarray(order, dtype=np.int64)
@@ -93,8 +113,25 @@ class HeadsDataset(torch.utils.data.Dataset):
         return torch.cat([labels, mirror_labels(labels)]) if self.xflip else labels
 
     def __getitem__(self, index: int) -> dict:
-        entry, flipped, draw = self._resolve(int(index))
+        index = int(index)
+        for skipped in range(len(self)):
+            try:
+                item = self._item(index + skipped)  # past the end wraps, like any index
+            except _Unreadable as e:
+                if self.on_error == "raise":
+                    raise
+                warnings.warn(f"skipped {e.problems[0]}", BadImageWarning, stacklevel=2)
+                continue
+            return {**item, "skipped": skipped}
+        raise DatasetError(self.path, [Problem(str(self.path), f"none of the {len(self)} items is readable")])
+
+    def _item(self, index: int) -> dict:
+        entry, flipped, draw = self._resolve(index)
         image = self._read(entry.name, self.catalog.images, "RGB")
+        r = self.resolution
+        if image.shape[-2:] != (r, r):  # rewritten since the scan
+            h, w = image.shape[-2:]
+            self._fail(self.catalog.images, entry.name, f"image is {w}x{h}, expected {r}x{r}")
         mask = self._read_mask(entry)
         colour = self._background(draw)
         image = (mask.float() / 255 * image.float() + (1 - mask.float() / 255) * colour).to(torch.uint8)  # truncates
@@ -106,14 +143,15 @@ class HeadsDataset(torch.utils.data.Dataset):
     # -------------------------------------------------------------- reading
     def _read(self, name: str, source, mode: str) -> Tensor:
         try:
-            with Image.open(io.BytesIO(source.read(name))) as file:
-                array = np.asarray(file.convert(mode))
-        except OSError as e:
-            raise DatasetError(
-                self.path, [Problem(source.describe(name), f"unreadable or truncated image ({e})")]
-            ) from None
+            with source.open(name) as file, Image.open(file) as image:
+                array = np.asarray(image.convert(mode))
+        except IMAGE_ERRORS as e:
+            self._fail(source, name, f"unreadable or truncated image ({e})")
         tensor = torch.from_numpy(array.copy())
         return tensor.permute(2, 0, 1) if tensor.dim() == 3 else tensor[None]
+
+    def _fail(self, source, name: str, message: str) -> NoReturn:
+        raise _Unreadable(self.path, [Problem(source.describe(name), message)]) from None
 
     def _read_mask(self, entry: Entry) -> Tensor:
         r = self.resolution

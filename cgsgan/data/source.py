@@ -1,8 +1,9 @@
 """Where a dataset's files live: a folder or a zip archive, read by relative POSIX names.
 
-Both kinds answer the same three questions (which files, read one, does one exist),
-so the dataset code never joins paths itself and never depends on the working
-directory. A zip is reopened in each process, so DataLoader workers can share it.
+Both kinds answer the same questions (which files, read one whole or open it as a
+stream, does one exist), so the dataset code never joins paths itself and never
+depends on the working directory. A zip is reopened in each process, so
+DataLoader workers can share it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 class Source:
@@ -58,6 +60,13 @@ class Source:
         if self.is_zip:
             return self._archive().read(name)
         return (self.path / name).read_bytes()
+
+    def open(self, name: str) -> BinaryIO:
+        """A seekable binary file object that reads on demand (close it after use), so that a reader
+        that needs only a file's header (PIL's ``Image.open``) reads only that."""
+        if self.is_zip:
+            return self._archive().open(name)
+        return (self.path / name).open("rb")
 
     def stamp(self, name: str) -> str:
         """What changes when the file's content does, without reading it: the CRC and size a zip
