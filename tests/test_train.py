@@ -10,7 +10,7 @@ from PIL import Image
 from test_dataset import labels_for
 
 from cgsgan.io.checkpoint import load_discriminator, load_network, save_networks
-from cgsgan.train.loop import (
+from cgsgan.train import (
     Process,
     TrainConfig,
     Trainer,
@@ -70,7 +70,7 @@ def test_an_interrupted_run_resumes_to_the_same_losses(heads, tmp_path):
     train(cfg, whole, heads, log=logs.append)
     parts = tmp_path / "parts"
     train(cfg, parts, heads, log=lambda _: None, max_steps=4)  # "killed" after the snapshot at step 4
-    assert latest_snapshot(parts)[0].name == "network-snapshot-000000.safetensors"
+    assert latest_snapshot(parts).network.name == "network-snapshot-000000.safetensors"
     resumed = []
     train(cfg, parts, heads, log=resumed.append)
     assert resumed[0].startswith("resumed from network-snapshot-000000.safetensors at 0.016 kimg")
@@ -80,17 +80,16 @@ def test_an_interrupted_run_resumes_to_the_same_losses(heads, tmp_path):
         return {(r["tick"], round(r["kimg"], 3)): (r["G_loss"], r["D_loss"]) for r in rows}
 
     assert losses(parts) == losses(whole)
-    a, b = (
-        load_network(whole / "network-snapshot-000000.safetensors"),
-        load_network(parts / "network-snapshot-000000.safetensors"),
-    )
+    last = "network-snapshot-000000-step00000006.safetensors"  # a second snapshot within kimg 0
+    assert latest_snapshot(whole).network.name == latest_snapshot(parts).network.name == last
+    a, b = load_network(whole / last), load_network(parts / last)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert load_discriminator(whole / "network-snapshot-000000.safetensors").cfg.channel_base == 4096
 
 
 def test_non_finite_steps_are_skipped_then_training_stops(heads, monkeypatch):
     trainer = Trainer(config(max_bad_steps=2), heads)
-    monkeypatch.setattr("cgsgan.train.loop.generator_loss", lambda logits: logits.sum() * float("nan"))
+    monkeypatch.setattr("cgsgan.train.trainer.generator_loss", lambda logits: logits.sum() * float("nan"))
     before = trainer.G.state_dict()["point_gen.gaussians.xyz.0.weight"].clone()
     trainer.step()
     assert trainer.counters.skipped == 1
@@ -117,16 +116,17 @@ def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
 
     from cgsgan.cli import main
 
-    run = tmp_path / "run"
-    args = ["train", "--data", str(heads), "--out", str(run), "--kimg", "0.008", "--batch", "4", "--views", "2"]
+    args = ["train", "--data", str(heads), "--outdir", str(tmp_path), "--kimg", "0.008", "--batch", "4", "--views", "2"]
     result = CliRunner().invoke(main, [*args, "--tick", "0.004"])
     assert result.exit_code == 0, result.output
     assert "tick    1  kimg    0.004" in result.output and "done: 0.008 kimg" in result.output
+    run = tmp_path / f"00000-tiny64-{heads.name}"
     assert (run / "network-snapshot-000000.safetensors").is_file() and (run / "stats.jsonl").is_file()
     grid = iio.imread(run / "fakes-000000.png")
     assert grid.shape == (3 * RES, 3 * RES, 3) and iio.imread(run / "reals.png").shape == grid.shape  # 8 images, 3 x 3
-    again = CliRunner().invoke(main, [*args, "--kimg", "0.012", "--tick", "0.004"])
+    again = CliRunner().invoke(main, ["train", "--resume", str(run), "--kimg", "0.012"])
     assert "resumed from network-snapshot-000000.safetensors at 0.008 kimg" in again.output
+    assert "done: 0.012 kimg" in again.output and sorted(p.name for p in tmp_path.iterdir()) == [run.name]
 
 
 def test_presets_carry_their_training_defaults():
@@ -208,8 +208,9 @@ def test_two_gloo_processes_compute_the_gradients_of_one_process(heads, tmp_path
 def test_resume_from_another_runs_snapshot_continues_its_state(heads, tmp_path):
     first = tmp_path / "first"
     train(config(kimg=0.008), first, heads, log=lambda _: None)
-    net, state = find_snapshot(first)
-    assert find_snapshot(net) == (net, state)
+    found = find_snapshot(first)
+    net, state = found.network, found.state
+    assert find_snapshot(net) == found and found.step == 2
     logs = []
     trainer = train(config(kimg=0.016), tmp_path / "second", heads, log=logs.append, resume_from=first)
     assert logs[0].startswith(f"resumed from {net} at 0.008 kimg")
@@ -251,14 +252,14 @@ def test_train_command_under_torchrun_writes_from_rank_0_only(heads, tmp_path):
     import subprocess
     import sys
 
-    run = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "cgsgan", "train", "--data", str(heads), "--out", str(run), "--kimg", "0.008", "--batch", "8",
+               "-m", "cgsgan", "train", "--data", str(heads), "--outdir", str(tmp_path), "--kimg", "0.008", "--batch", "8",
                "--views", "2", "--tick", "0.008"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("(2 processes)") == 1 and result.stdout.count("done: 0.008 kimg") == 1
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]  # one folder, named by rank 0 for both
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["kimg"] == 0.008 and np.isfinite(rows[0]["G_loss"])
     assert json.loads((run / "training_options.json").read_text())["processes"] == 2
@@ -270,17 +271,19 @@ def test_train_command_resumes_another_run_with_its_settings(heads, tmp_path):
 
     from cgsgan.cli import main
 
-    first = tmp_path / "first"
     args = ["train", "--data", str(heads), "--batch", "4", "--views", "2", "--tick", "0.004", "--seed", "3"]
-    assert CliRunner().invoke(main, [*args, "--out", str(first), "--kimg", "0.004"]).exit_code == 0
-    second = tmp_path / "second"
-    result = CliRunner().invoke(main, ["train", "--resume", str(first), "--out", str(second), "--kimg", "0.008"])
+    assert CliRunner().invoke(main, [*args, "--outdir", str(tmp_path / "first"), "--kimg", "0.004"]).exit_code == 0
+    (first,) = (tmp_path / "first").iterdir()
+    snapshot = first / "network-snapshot-000000.safetensors"
+    result = CliRunner().invoke(main, ["train", "--resume", str(snapshot), "--outdir", str(tmp_path / "second"),
+                                       "--kimg", "0.008"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output and "done: 0.008 kimg" in result.output
-    options = json.loads((second / "training_options.json").read_text())
+    (second,) = (tmp_path / "second").iterdir()
+    options = json.loads((second / "training_options.json").read_text())["config"]
     assert (options["seed"], options["batch"], options["views"], options["kimg"]) == (3, 4, 2, 0.008)
     clash = CliRunner().invoke(
-        main, ["train", "--resume", str(first), "--out", str(tmp_path / "x"), "--preset", "small128"]
+        main, ["train", "--resume", str(snapshot), "--outdir", str(tmp_path / "x"), "--preset", "small128"]
     )
     assert clash.exit_code != 0 and "was trained with --preset tiny64" in clash.output
 
@@ -291,13 +294,13 @@ def test_wandb_without_the_package_is_a_clear_error(heads, tmp_path, monkeypatch
     from cgsgan.cli import main
 
     monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # import wandb -> ImportError
-    args = ["train", "--data", str(heads), "--out", str(tmp_path / "run"), "--kimg", "0.004", "--batch", "4"]
+    args = ["train", "--data", str(heads), "--outdir", str(tmp_path), "--kimg", "0.004", "--batch", "4"]
     result = CliRunner().invoke(main, [*args, "--wandb", "heads"])
     assert result.exit_code == 1 and "--wandb needs the wandb package: pip install wandb" in result.output
 
 
 def test_peak_memory_counts_what_the_process_touched():
-    from cgsgan.train.loop import peak_memory_gb
+    from cgsgan.train.progress import peak_memory_gb
 
     cpu = torch.device("cpu")
     before = peak_memory_gb(cpu)
@@ -333,14 +336,15 @@ def test_train_command_takes_preset_and_revision_from_imported_weights(heads, tm
     path = tmp_path / "imported.safetensors"  # weights only, as `cgsgan convert` writes them
     save_networks(path, {"G": build_generator(g_cfg), "D": Discriminator(PRESETS["tiny64"].discriminator_config())},
                   g_cfg, discriminator=PRESETS["tiny64"].discriminator_config())  # fmt: skip
-    run = tmp_path / "run"
     args = ["train", "--resume", str(path), "--data", str(heads), "--kimg", "0.004", "--batch", "4", "--views", "2"]
-    result = CliRunner().invoke(main, [*args, "--out", str(run)])
+    result = CliRunner().invoke(main, [*args, "--outdir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "no optimiser states next to imported.safetensors: Adam starts fresh" in result.output
-    options = json.loads((run / "training_options.json").read_text())
+    (run,) = (tmp_path / "runs").iterdir()
+    options = json.loads((run / "training_options.json").read_text())["config"]
     assert (options["preset"], options["revision"]) == ("tiny64", "v1")
-    clash = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x"), "--preset", "small128"])
+    assert (options["ema_rampup"], options["blur_sigma"]) == (None, 0.0)  # fine-tuning, as the reference
+    clash = CliRunner().invoke(main, [*args, "--outdir", str(tmp_path / "x"), "--preset", "small128"])
     assert clash.exit_code != 0 and "holds a tiny64 generator, not small128" in clash.output
 
 

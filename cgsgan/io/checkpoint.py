@@ -7,6 +7,7 @@ and the metadata says how to rebuild them:
     networks        JSON list of the names in the file, e.g. ["G_ema", "G", "D"]
     generator       JSON of the GeneratorConfig every "G*" network was built with
     source          free text: where the weights came from
+    training        (snapshots of a run) JSON {"step", "images"}: the point of training they hold
 
 Loading never unpickles anything. Training state (optimisers, counters, RNG)
 lives in a separate file, written by the training loop.
@@ -41,10 +42,12 @@ def save_networks(
     generator: GeneratorConfig,
     source: str = "",
     discriminator: DiscriminatorConfig | None = None,
+    training: Mapping[str, int] | None = None,
 ) -> Path:
     """Write modules (or raw state dicts) under their names, atomically (temp file + rename).
 
-    ``discriminator`` (needed to rebuild a "D" network) is stored beside the generator config.
+    ``discriminator`` (needed to rebuild a "D" network) is stored beside the generator config;
+    ``training`` ({"step", "images"}) marks a training snapshot.
     """
     tensors: dict[str, Tensor] = {}
     for name, net in networks.items():
@@ -61,6 +64,8 @@ def save_networks(
     }
     if discriminator is not None:
         metadata["discriminator"] = json.dumps(asdict(discriminator))
+    if training is not None:
+        metadata["training"] = json.dumps(dict(training))
     atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
     return Path(path)
 

@@ -1,0 +1,272 @@
+"""Run folders, and setting a run up from what a user asks for.
+
+Each new run gets its own numbered folder under an output folder, as StyleGAN's:
+``out/train/00000-tiny64-synth``, ``00001-ffhqc512-FFHQC``. A folder is never reused
+by accident: continuing a run names its folder (``resume=RUN_DIR``), and a snapshot
+file (``resume=FILE``) starts a new folder from it.
+
+Which settings win: a continued run keeps its stored config (the newest snapshot's),
+and may only change how it is carried out (its length, logging, saving, workers: the
+``RUN_SETTINGS``); a run from a snapshot file takes that snapshot's config, then the
+options given; a run from imported weights takes the preset and revision of the file;
+a new run takes the preset's defaults, then the options given.
+
+``training_options.json`` is written once, atomically, when a run starts; every later
+start of the same folder appends a line to ``resumes.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from cgsgan.atomic import atomic_write
+from cgsgan.config import PRESETS
+from cgsgan.train.config import RUN_SETTINGS, Process, TrainConfig, TrainingError
+from cgsgan.train.snapshots import Snapshot, find_snapshot, latest_snapshot, snapshot_config, snapshot_training
+
+OPTIONS = "training_options.json"
+RESUMES = "resumes.jsonl"
+DEFAULT_OUTDIR = "out/train"
+ALONE = Process()
+
+
+# ------------------------------------------------------------------ folders
+def run_description(cfg: TrainConfig) -> str:
+    """``<preset>-<dataset name>``: what a numbered run folder is called after its number."""
+    data = "synth" if cfg.data is None else Path(cfg.data).name.removesuffix(".zip")
+    return f"{cfg.preset}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', data) or 'data'}"
+
+
+def new_run_dir(outdir: str | os.PathLike, description: str) -> Path:
+    """Create ``outdir/<next number>-<description>`` and return it."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    while True:
+        numbers = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"(\d{5,})-", p.name))]
+        path = outdir / f"{max(numbers, default=-1) + 1:05d}-{description}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # another start took the number
+            continue
+
+
+def stored_config(run_dir: str | os.PathLike) -> TrainConfig | None:
+    """The config a run folder continues with: its newest snapshot's, else the one it was started with."""
+    run_dir = Path(run_dir)
+    snapshot = latest_snapshot(run_dir)
+    values = snapshot_config(snapshot) if snapshot is not None else None
+    if values is None and (run_dir / OPTIONS).is_file():
+        values = json.loads((run_dir / OPTIONS).read_text())["config"]
+    return TrainConfig.from_dict(values) if values is not None else None
+
+
+def stored_data(run_dir: Path) -> str | None:
+    """The dataset path a run folder was started with."""
+    path = run_dir / OPTIONS
+    return json.loads(path.read_text()).get("data") if path.is_file() else None
+
+
+def check_continuation(run_dir: Path, cfg: TrainConfig, data_path: str | os.PathLike, force_data: bool) -> None:
+    """Refuse to continue ``run_dir`` with a config that defines another run, or (unless ``force_data``) other data."""
+    stored = stored_config(run_dir)
+    if stored is None:
+        return
+    changed = {k: v for k, v in stored.differences(cfg).items() if k not in RUN_SETTINGS | {"data"}}
+    if changed:
+        text = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise TrainingError(f"{run_dir} was trained with other settings ({text}); continue it with its own, or "
+                            "start a new run from its snapshot (resume from the snapshot file)")  # fmt: skip
+    old = stored_data(run_dir)
+    if old is not None and Path(old).resolve() != Path(data_path).resolve() and not force_data:
+        raise TrainingError(f"{run_dir} was trained on {old}, not {data_path}; pass --force-data "
+                            "(force_data=True) to continue it on other data")  # fmt: skip
+
+
+def record_start(run_dir: Path, cfg: TrainConfig, data_path: str | os.PathLike, process: Process,
+                 start: Snapshot | None, images: int) -> None:  # fmt: skip
+    """training_options.json for a new run folder; a line in resumes.jsonl for every later start."""
+    options = run_dir / OPTIONS
+    if not options.is_file():
+        text = json.dumps({"config": cfg.to_dict(), "data": str(data_path), "processes": process.world,
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "from": str(start.network) if start else None}, indent=2)  # fmt: skip
+        atomic_write(options, lambda f: f.write(text.encode()))
+        return
+    previous = stored_config(run_dir)
+    line = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "kimg": images / 1000, "processes": process.world,
+            "data": str(data_path), "from": str(start.network) if start else None,
+            "changed": {k: list(v) for k, v in (previous.differences(cfg) if previous else {}).items()}}  # fmt: skip
+    with open(run_dir / RESUMES, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+# ------------------------------------------------------------------ plans
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``train`` gets: the config, the run folder and the snapshot a new folder starts from."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    resume_from: Path | None = None  # a snapshot file a new folder starts from; None to continue or start fresh
+    continuing: bool = False
+
+
+def plan_run(outdir: str | os.PathLike = DEFAULT_OUTDIR, resume: str | os.PathLike | None = None,
+             preset: str | None = None, overrides: dict | None = None, create: bool = True) -> RunPlan:  # fmt: skip
+    """Resolve a run from what a user asked for (see the module docstring); ``create`` makes a new run's folder.
+
+    ``overrides`` are TrainConfig fields; those that are None are ignored."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path = Path(resume) if resume is not None else None
+    if path is not None and path.is_dir():
+        stored = stored_config(path)
+        if stored is None:
+            raise FileNotFoundError(f"{path} is not a run folder: it has no {OPTIONS} and no snapshot with "
+                                    "its training state")  # fmt: skip
+        _check_preset(path, stored.preset, preset)
+        cfg = _clamp_views(TrainConfig.from_dict({**stored.to_dict(), **overrides}))
+        snapshot = latest_snapshot(path)
+        images = (snapshot_training(snapshot.network) or {}).get("images", 0) if snapshot else 0
+        if images >= cfg.kimg * 1000:
+            raise TrainingError(f"{path} is finished: it trained {images / 1000:g} of its {cfg.kimg:g} kimg; "
+                                "pass a longer --kimg to continue it")  # fmt: skip
+        return RunPlan(cfg, path, None, continuing=True)
+    if path is not None:
+        snapshot = find_snapshot(path)
+        stored = snapshot_config(snapshot)
+        if stored is not None:
+            _check_preset(snapshot.network, stored["preset"], preset)
+            cfg = TrainConfig.from_dict({**stored, **overrides})
+        else:  # imported weights: the preset and revision are the file's
+            found, revision = imported_preset(snapshot.network, preset)
+            cfg = TrainConfig.for_preset(found, revision=revision, **overrides)
+    else:
+        cfg = TrainConfig.for_preset(preset or "tiny64", **overrides)
+    cfg = _clamp_views(cfg)
+    run_dir = new_run_dir(outdir, run_description(cfg)) if create else Path(outdir) / run_description(cfg)
+    return RunPlan(cfg, run_dir, path, continuing=False)
+
+
+def _check_preset(where: Path, stored: str, asked: str | None) -> None:
+    if asked is not None and asked != stored:
+        raise ValueError(f"{where} was trained with --preset {stored}, not {asked}")
+
+
+def _clamp_views(cfg: TrainConfig) -> TrainConfig:
+    """Fewer views than asked when a smaller batch per pass cannot show each scene from that many cameras."""
+    limit = cfg.batch_gpu or cfg.batch
+    return TrainConfig.from_dict({**cfg.to_dict(), "views": limit}) if cfg.views > limit else cfg
+
+
+def imported_preset(network: Path, preset: str | None) -> tuple[str, str]:
+    """(preset, revision) of a network file without training state; ``preset`` must agree when given."""
+    from cgsgan.config import GeneratorConfig, find_preset
+    from cgsgan.io.checkpoint import read_metadata
+
+    cfg = GeneratorConfig.from_dict(json.loads(read_metadata(network)["generator"]))
+    found = find_preset(cfg)
+    if found is None and preset is None:
+        raise ValueError(f"{network} matches no preset; its generator is {cfg}")
+    if preset is not None and found is not None and preset != found:
+        raise ValueError(f"{network} holds a {found} generator, not {preset}")
+    return preset or found, cfg.revision
+
+
+# ------------------------------------------------------------------ processes and devices
+def check_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a ValueError saying why not."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
+                             "use --device cpu")  # fmt: skip
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not (torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS is not available here")
+    return device
+
+
+@contextlib.contextmanager
+def process_group(device: str):
+    """(Process, device) of this process: alone, or one of a torchrun launch (NCCL on CUDA, gloo otherwise)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    check_device(device)
+    if world == 1:
+        yield Process(), device
+        return
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield Process.current(), device
+        dist.barrier()  # rank 0 may still be writing; tearing down under it aborts gloo
+    finally:
+        dist.destroy_process_group()
+
+
+def rank0_first(process: Process, make):
+    """``make()`` on rank 0 first (it may create files), then on the other ranks (which then find them)."""
+    result = make() if process.rank == 0 else None
+    if process.distributed:
+        dist.barrier()
+    return result if process.rank == 0 else make()
+
+
+def share(process: Process, value):
+    """Rank 0's value (JSON-able) on every process."""
+    if not process.distributed:
+        return value
+    box = [json.dumps(value) if process.rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return json.loads(box[0])
+
+
+def synthetic_heads(resolution: int, process: Process = ALONE) -> str:
+    """The built-in synthetic heads' folder at ``resolution``; generated by rank 0 while the others wait."""
+    from cgsgan.data.cache import default_dataset
+
+    return str(rank0_first(process, lambda: default_dataset(resolution=resolution, progress=process.rank == 0)))
+
+
+def training_data(cfg: TrainConfig, process: Process = ALONE) -> str:
+    """The dataset a run trains on: ``cfg.data``, else the built-in heads at the preset's resolution."""
+    if cfg.data is not None:
+        return cfg.data
+    return synthetic_heads(PRESETS[cfg.preset].generator.resolution, process)
+
+
+def prepare_run(outdir: str | os.PathLike = DEFAULT_OUTDIR, resume: str | os.PathLike | None = None,
+                preset: str | None = None, overrides: dict | None = None,
+                process: Process = ALONE) -> RunPlan:  # fmt: skip
+    """:func:`plan_run` on rank 0 (which creates a new folder), the same plan on every other process."""
+    plan, error = None, None
+    if process.rank == 0:
+        try:
+            plan = plan_run(outdir, resume, preset, overrides)
+            plan = {"cfg": plan.cfg.to_dict(), "run_dir": str(plan.run_dir), "continuing": plan.continuing,
+                    "resume_from": str(plan.resume_from) if plan.resume_from else None}  # fmt: skip
+        except (ValueError, OSError, TrainingError) as e:  # every rank fails, none waits for a plan
+            plan, error = {"error": str(e)}, e
+    plan = share(process, plan)
+    if error is not None:
+        raise error
+    if "error" in plan:
+        raise TrainingError(f"rank 0 could not set the run up: {plan['error']}")
+    return RunPlan(TrainConfig.from_dict(plan["cfg"]), Path(plan["run_dir"]),
+                   Path(plan["resume_from"]) if plan["resume_from"] else None, plan["continuing"])  # fmt: skip
