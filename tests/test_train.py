@@ -167,6 +167,17 @@ def _distributed_worker(rank: int, world: int, heads, out, init: str) -> None:
         trainer.step()
         if rank == 0:
             torch.save({"grads": grads, "G": trainer.G.state_dict()}, out)
+        if rank == 1:  # a non-finite scene on one process only: every process skips the step, none waits
+            synthesis = trainer.G.synthesis
+
+            def broken(ws, *args, **kwargs):
+                scene, anchors = synthesis(ws, *args, **kwargs)
+                scene.xyz = scene.xyz * float("nan")
+                return scene, anchors
+
+            trainer.G.synthesis = broken
+        trainer.step()
+        Path(f"{out}.{rank}.skipped").write_text(str(trainer.counters.skipped))
         trainer.counters.step += rank  # as if rank 1 had resumed from another snapshot
         try:
             trainer.broadcast()
@@ -187,6 +198,7 @@ def test_two_gloo_processes_compute_the_gradients_of_one_process(heads, tmp_path
     ranks = torch.load(out, weights_only=True)
     for rank in range(2):  # a mismatch of resume points is caught on every process
         assert "resumed from different snapshots" in Path(f"{out}.{rank}.error").read_text()
+        assert Path(f"{out}.{rank}.skipped").read_text() == "1"
 
     single = Trainer(config(batch=8, views=2, batch_gpu=4), heads)
     grads = _record_gradients(single)
