@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import sys
 import types
 import zipfile
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from cgsgan.io import official as official_module
 from cgsgan.io.official import (
     UnsafePickleError,
     detect_generator_config,
@@ -156,6 +158,21 @@ class Official:
         return path
 
 
+def _pickler_with(reduce: Callable[[Any], Any]) -> Callable[[Any], bytes]:
+    """``pickle.dumps`` with ``reduce`` as its reducer_override (returning NotImplemented: pickle as usual)."""
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            return reduce(obj)
+
+    def dumps(data: Any) -> bytes:
+        buffer = io.BytesIO()
+        Pickler(buffer).dump(data)
+        return buffer.getvalue()
+
+    return dumps
+
+
 def _install_fake_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     members = {
         "torch_utils.persistence": {"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
@@ -266,20 +283,14 @@ def test_init_kwargs_optimizer_and_extras_are_plain(official: Official) -> None:
 def test_cuda_storages_load_on_cpu(official: Official) -> None:
     """The official loop pickles live CUDA networks: storage payloads name 'cuda:0' and must map to CPU."""
 
-    class CudaTaggingPickler(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            if not isinstance(obj, torch.TypedStorage):
-                return NotImplemented
-            rebuild, (payload,) = obj.__reduce__()
-            assert payload.count(b"X\x03\x00\x00\x00cpu") == 1  # the location string of the legacy format
-            return rebuild, (payload.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"),)
+    def tag_cuda(obj: Any) -> Any:
+        if not isinstance(obj, torch.TypedStorage):
+            return NotImplemented
+        rebuild, (payload,) = obj.__reduce__()
+        assert payload.count(b"X\x03\x00\x00\x00cpu") == 1  # the location string of the legacy format
+        return rebuild, (payload.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"),)
 
-    def dumps(data: Any) -> bytes:
-        buffer = io.BytesIO()
-        CudaTaggingPickler(buffer).dump(data)
-        return buffer.getvalue()
-
-    path = official.write(pickler=dumps)
+    path = official.write(pickler=_pickler_with(tag_cuda))
     assert b"cuda:0" in path.read_bytes()
     snap = read_official_snapshot(path)
     _assert_same_state_dict(snap.networks["D"], official.data["D"])
@@ -391,6 +402,161 @@ def test_top_level_must_be_a_dict_with_networks(tmp_path: Path) -> None:
 
     path.write_bytes(pickle.dumps({"training_set_kwargs": {"resolution": 512}, "G_opt": None}))
     with pytest.raises(ValueError, match="no networks") as info:
+        read_official_snapshot(path)
+    assert str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Stand-ins stay private to their load; sizes are checked before memory is committed.
+
+# Protocol-0 streams that BUILD onto a global's stand-in, then stop: with state ``(None, {...})`` pickle applies it
+# with setattr, with ``{...}`` it writes the target's ``__dict__``. Either would outlive the load if allowed.
+_BUILD_ON_STAND_INS = {
+    # EasyDict.items = OrderedDict: every EasyDict of every later load would convert to {}
+    "class": (b"cdnnlib.util\nEasyDict\n(N(dVitems\nccollections\nOrderedDict\nstb.", "dnnlib.util.EasyDict"),
+    "function": (
+        b"ctorch._utils\n_rebuild_tensor_v2\n(N(dV__defaults__\n(I1\ntstb.",
+        "torch._utils._rebuild_tensor_v2",
+    ),
+    "type marker": (b"ctorch\nTensor\n(dVname\nVtorch.nn.Parameter\nsb.", "torch.Tensor"),
+    "record type": (b"ctorch.nn.modules.linear\nLinear\n(dVforward\nI1\nsb.", "torch.nn.modules.linear.Linear"),
+    "torch constant": (b"ctorch\nfloat32\n(dVis_signed\nI1\nsb.", "torch.float32"),
+}
+
+
+@pytest.mark.parametrize(("payload", "target"), _BUILD_ON_STAND_INS.values(), ids=_BUILD_ON_STAND_INS.keys())
+def test_build_on_a_stand_in_is_refused_and_later_loads_are_unaffected(
+    official: Official, payload: bytes, target: str
+) -> None:
+    evil = official.tmp_path / "evil.pkl"
+    evil.write_bytes(payload)
+    with pytest.raises(UnsafePickleError, match=rf"refusing BUILD on {re.escape(target)}:") as info:
+        read_official_snapshot(evil)
+    assert str(evil) in str(info.value) and "\n" not in str(info.value)
+
+    snap = read_official_snapshot(official.write())
+    for key in ("G", "G_ema", "D"):
+        _assert_same_state_dict(snap.networks[key], official.data[key])
+    rendering = {"custom_options": {"num_pts": 5, "res_end": 64}, "box_warp": 1.0}
+    assert snap.init_kwargs["G"]["rendering_kwargs"] == rendering
+
+
+class ResizesTensor:
+    """A 2-element tensor, then BUILD((storage, 0, (1000,), (1,))): ``Tensor.__setstate__`` would ``set_`` it to 1000
+    elements, growing the storage with uninitialised memory past every size check."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, args = torch.zeros(2).__reduce_ex__(2)
+        return rebuild, args, (args[0], 0, (1000,), (1,))
+
+
+def test_build_on_a_tensor_is_refused(official: Official) -> None:
+    official.data["Gboth_interval"] = ResizesTensor()
+    path = official.write()
+    with pytest.raises(UnsafePickleError, match="refusing BUILD on a Tensor") as info:
+        read_official_snapshot(path)
+    assert str(path) in str(info.value)
+
+
+def _shorter_storage(obj: Any) -> Any:
+    """The 15-element storages (``_xyz`` of G and G_ema, its Adam moments) pickled with only 10 elements of data."""
+    if not (isinstance(obj, torch.TypedStorage) and obj._size() == 15):
+        return NotImplemented
+    return torch.zeros(10, dtype=obj.dtype).__reduce_ex__(2)[1][0].__reduce__()
+
+
+def _xyz_view(field: int, value: Any) -> Callable[[Any], Any]:
+    """Rebuild arguments of the (5, 3) ``_xyz`` tensors with one of (storage, offset, size, stride) replaced."""
+
+    def reduce(obj: Any) -> Any:
+        if type(obj) is not torch.Tensor or obj.shape != (5, 3):
+            return NotImplemented
+        rebuild, args = obj.__reduce_ex__(2)
+        assert rebuild is torch._utils._rebuild_tensor_v2
+        return rebuild, (*args[:field], value, *args[field + 1 :])
+
+    return reduce
+
+
+@pytest.mark.parametrize(
+    ("reduce", "needs", "holds"),
+    [
+        (_shorter_storage, 60, 40),  # the storage lost its last 5 elements
+        (_xyz_view(1, 1), 64, 60),  # offset 1
+        (_xyz_view(2, (6, 3)), 72, 60),  # one row more
+        (_xyz_view(3, (4, 1)), 76, 60),  # rows 4 elements apart
+    ],
+    ids=["truncated storage", "offset", "size", "stride"],
+)
+def test_tensor_reaching_past_its_storage_is_refused(
+    official: Official, reduce: Callable[[Any], Any], needs: int, holds: int
+) -> None:
+    path = official.write(pickler=_pickler_with(reduce))
+    pattern = rf"torch\.float32 tensor of size .* needs {needs} bytes of storage #\d+, which holds only {holds} bytes"
+    with pytest.raises(ValueError, match=pattern) as info:
+        read_official_snapshot(path)
+    assert str(path) in str(info.value) and not isinstance(info.value, UnsafePickleError)
+
+
+def test_allocation_caps(official: Official) -> None:
+    """The fixture's largest storage is dataset_label_std (25 float64 = 200 bytes); all of it takes a few KB."""
+    path = official.write()
+    per_storage = r"storage #\d+ takes 200 bytes, over the cap of 199 bytes per storage"
+    with pytest.raises(ValueError, match=per_storage) as info:
+        read_official_snapshot(path, max_storage_bytes=199)
+    assert str(path) in str(info.value)
+    with pytest.raises(ValueError, match=r"over the cap of 1000 bytes in total") as info:
+        read_official_snapshot(path, max_total_bytes=1000)
+    assert str(path) in str(info.value)
+
+    official.monkeypatch.setattr(official_module, "MAX_TOTAL_BYTES", 1000)  # the default, read at call time
+    with pytest.raises(ValueError, match=r"over the cap of 1000 bytes in total"):
+        read_official_snapshot(path)
+    snap = read_official_snapshot(path, max_storage_bytes=200, max_total_bytes=1 << 20)
+    _assert_same_state_dict(snap.networks["G"], official.data["G"])
+
+
+def test_declared_storage_size_is_checked_before_torch_allocates_it(official: Official) -> None:
+    """A storage record declaring 2**31 - 1 floats (8 GiB) over 60 bytes of data: torch.load would reserve the
+    8 GiB before finding the data short."""
+
+    def inflate(obj: Any) -> Any:
+        if not (isinstance(obj, torch.TypedStorage) and obj._size() == 15):
+            return NotImplemented
+        rebuild, (payload,) = obj.__reduce__()
+        assert payload.count(b"K\x0fNt") == 1  # numel 15 (BININT1), no view metadata, end of the record tuple
+        return rebuild, (payload.replace(b"K\x0fNt", b"J\xff\xff\xff\x7fNt"),)
+
+    path = official.write(pickler=_pickler_with(inflate))
+    declared = r"storage #\d+ declares 8589934588 bytes but its payload holds only \d+ bytes"
+    with pytest.raises(ValueError, match=declared) as info:
+        read_official_snapshot(path)
+    assert str(path) in str(info.value)
+
+
+class HugeObjectArray:
+    """numpy's own pickle of an object array, claiming 10**12 elements for one item: numpy allocates the 8 TB first."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        reconstruct, args, _ = np.empty(0, dtype=object).__reduce__()
+        return reconstruct, args, (1, (10**12,), np.dtype(object), False, [1])
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I1000000000000\ntVb\ntR.", "a numpy array takes"),
+        (pickle.dumps(HugeObjectArray(), protocol=2), "a numpy array takes 8000000000000 bytes"),
+        (b"c__builtin__\nbytes\n(I1000000000000\ntR.", r"refusing builtins\.bytes\(<number>\)"),
+        (b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b".", r"truncated \(1099511627776 bytes announced"),
+        (b"\x80\x05\x96" + (1 << 40).to_bytes(8, "little") + b".", r"truncated \(1099511627776 bytes announced"),
+    ],
+    ids=["numpy shape", "numpy object array state", "bytes(n)", "BINBYTES8", "BYTEARRAY8"],
+)
+def test_sizes_from_the_stream_are_checked_before_allocating(tmp_path: Path, payload: bytes, error: str) -> None:
+    path = tmp_path / "big.pkl"
+    path.write_bytes(payload)
+    with pytest.raises(ValueError, match=error) as info:
         read_official_snapshot(path)
     assert str(path) in str(info.value)
 
