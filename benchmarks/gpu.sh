@@ -29,7 +29,7 @@ if [[ $parts == *" tests "* ]]; then
     work=$(mktemp -d)
     step synth python3 -m cgsgan dataset synth "$work/heads64" --count 256 --resolution 64
     step train-smoke python3 -m cgsgan train --preset tiny64 --kimg 0.064 --tick 0.032 --snap 1 --batch 8 \
-        --device cuda --data "$work/heads64" --out "$work/run"
+        --device cuda --data "$work/heads64" --outdir "$work/runs"
 fi
 if [[ $parts == *" render "* ]]; then
     step render-torch python3 benchmarks/render.py --device cuda --backend torch --repeats 20

@@ -673,7 +673,7 @@ def metrics(network: str | None, data: str | None, names: str | None, dist: str 
     Examples:
       cgsgan metrics                                      # fid5k_full of the built-in network
       cgsgan metrics --metrics fid5k_full,kid5k_full      # built-in network and heads
-      cgsgan metrics --network out/train-tiny64 --metrics fid10k_full,fidyaw_2k_full
+      cgsgan metrics --network out/train/00000-tiny64-synth --metrics fid10k_full,fidyaw_2k_full
       cgsgan metrics --network ffhqc512.safetensors --data /data/FFHQC/512 \\
           --dist custom_dist/smile_pose_rebalancing.json --metrics fid50k_full,fid3d_50k_full --device cuda
     """

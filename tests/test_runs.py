@@ -42,7 +42,9 @@ def test_a_snapshot_torn_between_its_files_is_never_used(heads, tmp_path, monkey
     monkeypatch.undo()
     # The network of step 2 was written under a name of its own; the manifest still names step 1 only.
     assert sorted(p.name for p in tmp_path.glob("network-snapshot-*")) == [
-        "network-snapshot-000000-step00000002.safetensors", first.name]
+        "network-snapshot-000000-step00000002.safetensors",
+        first.name,
+    ]
     found = latest_snapshot(tmp_path)
     assert (found.network, found.step) == (first, 1)
     fresh = Trainer(config(), heads)
@@ -283,3 +285,17 @@ def test_data_workers_give_the_same_batches(heads):  # noqa: F811
     for _ in range(3):
         (a, la), (b, lb) = one._reals(), two._reals()
         assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_snapshot_disk_benchmark_smoke():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "benchmarks/snapshots.py", "--smoke"], cwd=root, capture_output=True,
+                            text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| tiny64")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    network_mb, state_mb = float(cells[3]), float(cells[4])
+    assert 30 < network_mb < 60 and 40 < state_mb < 90  # 2.7 M + 2.7 M + 5.3 M float32; Adam: 2 moments of G and D

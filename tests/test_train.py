@@ -265,8 +265,8 @@ def test_train_command_under_torchrun_writes_from_rank_0_only(heads, tmp_path):
     import sys
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "cgsgan", "train", "--data", str(heads), "--outdir", str(tmp_path), "--kimg", "0.008", "--batch", "8",
-               "--views", "2", "--tick", "0.008"]  # fmt: skip
+               "-m", "cgsgan", "train", "--data", str(heads), "--outdir", str(tmp_path), "--kimg", "0.008",
+               "--batch", "8", "--views", "2", "--tick", "0.008"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

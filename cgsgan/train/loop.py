@@ -17,7 +17,7 @@ import torch.distributed as dist
 from cgsgan.train.config import Process, TrainConfig, TrainingError
 from cgsgan.train.evaluation import SnapshotMetrics
 from cgsgan.train.progress import GridWriter, Loggers, TickStats, peak_memory_gb, trim_stats
-from cgsgan.train.runs import check_continuation, record_start
+from cgsgan.train.runs import OPTIONS, check_continuation, record_start
 from cgsgan.train.snapshots import find_snapshot, folder_bytes, latest_snapshot, restore, save_snapshot
 from cgsgan.train.trainer import Trainer, reference_numerics
 
@@ -47,7 +47,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.Path
         start = find_snapshot(resume_from)
     if start is not None and start.state is None:
         cfg = cfg.fine_tuning(blur=resume_blur)
-    if continuing or (run_dir / "training_options.json").is_file():
+    started_before = continuing or (run_dir / OPTIONS).is_file()
+    if started_before:
         check_continuation(run_dir, cfg, data_path, force_data)
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,8 +70,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, data_path: str | os.Path
     loggers = grids = None
     if writer:
         record_start(run_dir, cfg, data_path, process, start, trainer.counters.images)
-        if continuing:
-            trim_stats(run_dir, trainer.counters.tick)
+        if started_before:  # the ticks after the snapshot (or all, without one) are trained again
+            trim_stats(run_dir, trainer.counters.tick if continuing else 0)
         loggers = Loggers(run_dir, cfg, wandb_project, log)
         grids = GridWriter(trainer, data_path, run_dir)
         if trainer.counters.images == 0:
