@@ -592,12 +592,15 @@ def train(data: str | None, preset: str | None, outdir: str, resume: str | None,
     """
     from cgsgan.train import prepare_run, training_data
     from cgsgan.train import train as run
-    from cgsgan.train.runs import process_group
+    from cgsgan.train.processes import process_group
 
     if metric_names is not None:
         options["metrics"] = () if metric_names.strip().lower() == "none" else tuple(
             n.strip() for n in metric_names.split(",") if n.strip())  # fmt: skip
     options["data"], options["distribution"] = data, options.pop("dist")
+    if (resume_kimg is not None or resume_blur) and (resume is None or Path(resume).is_dir()):
+        raise click.UsageError("--resume-kimg and --resume-blur apply to --resume FILE (weights to fine-tune)")
+    resume_blur = resume_blur or options["blur_sigma"] is not None  # an explicit blur is kept when fine-tuning
     with process_group(device) as (process, device):
         plan = prepare_run(outdir, resume, preset, options, process)
         data_path = training_data(plan.cfg, process)
@@ -605,9 +608,15 @@ def train(data: str | None, preset: str | None, outdir: str, resume: str | None,
             how = "continuing" if plan.continuing else "training"
             click.echo(f"{how} {plan.cfg.preset} on {data_path} in {plan.run_dir}"
                        + (f" ({process.world} processes)" if process.distributed else ""))  # fmt: skip
-        trainer = run(plan.cfg, plan.run_dir, data_path, device=device, log=click.echo, resume_from=plan.resume_from,
-                      process=process, wandb_project=wandb_project, inception=inception, resume_kimg=resume_kimg,
-                      resume_blur=resume_blur, force_data=force_data)  # fmt: skip
+        try:
+            trainer = run(plan.cfg, plan.run_dir, data_path, device=device, log=click.echo,
+                          resume_from=plan.resume_from, process=process, wandb_project=wandb_project,
+                          inception=inception, resume_kimg=resume_kimg, resume_blur=resume_blur,
+                          force_data=force_data)  # fmt: skip
+        except Exception:
+            if process.rank == 0 and not plan.continuing and not any(plan.run_dir.iterdir()):
+                plan.run_dir.rmdir()  # a run that failed to start leaves no empty numbered folder
+            raise
         if process.rank == 0:
             click.echo(f"done: {trainer.counters.images / 1000:.3f} kimg, snapshots in {plan.run_dir}")
 
@@ -685,7 +694,7 @@ def metrics(network: str | None, data: str | None, names: str | None, dist: str 
     parse_metrics(names)  # a bad name fails before anything is loaded
     started = time.perf_counter()
     path = _network_file(network)
-    from cgsgan.train.runs import process_group
+    from cgsgan.train.processes import process_group
 
     with process_group(device) as (process, device):  # under torchrun the processes share the work
         echo = click.echo if process.rank == 0 else lambda _: None

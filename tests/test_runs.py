@@ -12,7 +12,8 @@ from test_train import config, heads  # noqa: F401 (the fixture)
 from cgsgan.cli import main
 from cgsgan.io.checkpoint import read_metadata, save_networks
 from cgsgan.train import TrainConfig, Trainer, TrainingError, find_snapshot, latest_snapshot, plan_run, train
-from cgsgan.train.runs import check_device, new_run_dir
+from cgsgan.train.processes import check_device
+from cgsgan.train.runs import new_run_dir
 from cgsgan.train.snapshots import read_manifest, restore, save_snapshot
 from cgsgan.train.trainer import reference_numerics
 
@@ -299,3 +300,44 @@ def test_snapshot_disk_benchmark_smoke():
     cells = [c.strip() for c in row.strip("|").split("|")]
     network_mb, state_mb = float(cells[3]), float(cells[4])
     assert 30 < network_mb < 60 and 40 < state_mb < 90  # 2.7 M + 2.7 M + 5.3 M float32; Adam: 2 moments of G and D
+
+
+def test_a_run_stopped_before_its_first_snapshot_starts_again_from_its_file(heads, tmp_path):  # noqa: F811
+    path = tmp_path / "weights.safetensors"
+    imported(heads, path, source="official snapshot network-snapshot-000300.pkl")
+    run = tmp_path / "run"
+    train(config(kimg=301), run, heads, log=quiet, max_steps=0, resume_from=path, resume_kimg=200)
+    assert not list(run.glob("network-snapshot-*"))  # "killed" before its first snapshot
+    again = train(config(kimg=301).fine_tuning(), run, heads, log=quiet, max_steps=0)
+    assert again.counters.images == 200_000 and again.cfg.ema_rampup is None  # not a fresh start
+
+
+def test_own_weights_without_state_keep_their_config(heads, tmp_path):  # noqa: F811
+    train(config(kimg=0.008, seed=5), tmp_path / "a", heads, log=quiet)
+    network = latest_snapshot(tmp_path / "a").network
+    network.with_name(network.name.replace("network-snapshot", "training-state").replace(".safetensors", ".pt")
+                      ).unlink()  # fmt: skip
+    plan = plan_run(tmp_path / "runs", resume=network, overrides={"kimg": 0.016})
+    assert (plan.cfg.seed, plan.cfg.batch, plan.cfg.views) == (5, 4, 2)
+    relative = plan_run(tmp_path / "runs", overrides={"data": "some/where"}, create=False)
+    assert Path(relative.cfg.data).is_absolute()  # a run continues from any working directory
+
+
+def test_orphans_and_torn_lines_are_cleaned_up(heads, tmp_path):  # noqa: F811
+    from cgsgan.train.progress import trim_stats
+
+    trainer = Trainer(config(), heads)
+    trainer.step()
+    save_snapshot(trainer, tmp_path, keep=1)
+    orphan = tmp_path / "training-state-000007.pt"  # of a snapshot that never got listed
+    orphan.write_bytes(b"x")
+    trainer.step()
+    save_snapshot(trainer, tmp_path, keep=1)
+    assert not orphan.exists() and len(list(tmp_path.glob("training-state-*.pt"))) == 1
+    (tmp_path / "stats.jsonl").write_text('{"tick": 1}\n{"tick": 2}\n{"ti')  # killed mid-line
+    assert trim_stats(tmp_path, 1) == 2 and (tmp_path / "stats.jsonl").read_text() == '{"tick": 1}\n'
+
+
+def test_fine_tuning_flags_need_a_file_to_fine_tune(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--outdir", str(tmp_path), "--resume-kimg", "10"])
+    assert result.exit_code == 2 and "apply to --resume FILE" in result.output

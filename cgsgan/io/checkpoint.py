@@ -7,7 +7,7 @@ and the metadata says how to rebuild them:
     networks        JSON list of the names in the file, e.g. ["G_ema", "G", "D"]
     generator       JSON of the GeneratorConfig every "G*" network was built with
     source          free text: where the weights came from
-    training        (snapshots of a run) JSON {"step", "images"}: the point of training they hold
+    training        (snapshots of a run) JSON {"step", "images", "config"}: the point of training they hold
 
 Loading never unpickles anything. Training state (optimisers, counters, RNG)
 lives in a separate file, written by the training loop.

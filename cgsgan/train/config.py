@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-import torch.distributed as dist
-
 from cgsgan.config import PRESETS
 
 SEED_LIMIT = 2**32  # seeds are 32-bit, as the reference's (numpy) seeds
@@ -121,22 +119,3 @@ class TrainConfig:
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. too many non-finite steps in a row, or a run folder that disagrees)."""
-
-
-@dataclass(frozen=True)
-class Process:
-    """Where this process sits among those of a distributed run (rank 0 of 1 when alone)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    @classmethod
-    def current(cls) -> Process:
-        """This process's place in the initialised default process group, or alone."""
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()

@@ -33,13 +33,13 @@ class TickStats:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, stats: dict[str, float]) -> None:
-        for k, v in stats.items():
-            if isinstance(v, float | int) and math.isfinite(v):
-                self.sums[k] += v
-                self.counts[k] += 1
+        for k, v in stats.items():  # every key is kept, so all processes reduce the same ones
+            finite = isinstance(v, float | int) and math.isfinite(v)
+            self.sums[k] += v if finite else 0.0
+            self.counts[k] += finite
 
     def means(self) -> dict[str, float]:
-        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+        return {k: self.sums[k] / self.counts[k] for k in self.sums if self.counts[k]}
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -105,7 +105,7 @@ def trim_stats(run_dir: Path, tick: int) -> int:
     if not path.is_file():
         return 0
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["tick"] <= tick]
+    kept = [line for line in lines if _tick(line) <= tick]
     if len(kept) != len(lines):
         atomic_write(path, lambda f: f.write("".join(kept).encode()))
     return len(lines) - len(kept)
@@ -113,6 +113,14 @@ def trim_stats(run_dir: Path, tick: int) -> int:
 
 # ------------------------------------------------------------------ image grids
 GRID_SIZE = 16  # images in a grid: 4 x 4
+
+
+def _tick(line: str) -> float:
+    """A line's tick; a torn or foreign line counts as after every tick (it is dropped)."""
+    try:
+        return json.loads(line)["tick"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def image_grid(images: Tensor, columns: int) -> np.ndarray:

@@ -17,7 +17,6 @@ start of the same folder appends a line to ``resumes.jsonl``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -25,18 +24,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-
 from cgsgan.atomic import atomic_write
 from cgsgan.config import PRESETS
-from cgsgan.train.config import RUN_SETTINGS, Process, TrainConfig, TrainingError
+from cgsgan.train.config import RUN_SETTINGS, TrainConfig, TrainingError
+from cgsgan.train.processes import ALONE, Process, on_rank0
 from cgsgan.train.snapshots import Snapshot, find_snapshot, latest_snapshot, snapshot_config, snapshot_training
 
 OPTIONS = "training_options.json"
 RESUMES = "resumes.jsonl"
 DEFAULT_OUTDIR = "out/train"
-ALONE = Process()
 
 
 # ------------------------------------------------------------------ folders
@@ -70,10 +66,10 @@ def stored_config(run_dir: str | os.PathLike) -> TrainConfig | None:
     return TrainConfig.from_dict(values) if values is not None else None
 
 
-def stored_data(run_dir: Path) -> str | None:
-    """The dataset path a run folder was started with."""
+def stored_options(run_dir: Path) -> dict:
+    """What a run folder was started with (training_options.json), or {}."""
     path = run_dir / OPTIONS
-    return json.loads(path.read_text()).get("data") if path.is_file() else None
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def check_continuation(run_dir: Path, cfg: TrainConfig, data_path: str | os.PathLike, force_data: bool) -> None:
@@ -86,20 +82,27 @@ def check_continuation(run_dir: Path, cfg: TrainConfig, data_path: str | os.Path
         text = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise TrainingError(f"{run_dir} was trained with other settings ({text}); continue it with its own, or "
                             "start a new run from its snapshot (resume from the snapshot file)")  # fmt: skip
-    old = stored_data(run_dir)
-    if old is not None and Path(old).resolve() != Path(data_path).resolve() and not force_data:
-        raise TrainingError(f"{run_dir} was trained on {old}, not {data_path}; pass --force-data "
-                            "(force_data=True) to continue it on other data")  # fmt: skip
+    if _resolved(stored.data) != _resolved(cfg.data) and not force_data:
+        raise TrainingError(f"{run_dir} was trained on {stored.data or 'the built-in heads'}, not "
+                            f"{cfg.data or 'the built-in heads'}; pass --force-data (force_data=True) to continue "
+                            "it on other data")  # fmt: skip
+
+
+def _resolved(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def record_start(run_dir: Path, cfg: TrainConfig, data_path: str | os.PathLike, process: Process,
-                 start: Snapshot | None, images: int) -> None:  # fmt: skip
-    """training_options.json for a new run folder; a line in resumes.jsonl for every later start."""
+                 start: Snapshot | None, images: int, resume: dict) -> None:  # fmt: skip
+    """training_options.json for a new run folder; a line in resumes.jsonl for every later start.
+
+    ``resume`` (resume_kimg, resume_blur) is stored with the snapshot the run starts from, so that a run
+    stopped before its first snapshot starts from it again."""
     options = run_dir / OPTIONS
     if not options.is_file():
         text = json.dumps({"config": cfg.to_dict(), "data": str(data_path), "processes": process.world,
                            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                           "from": str(start.network) if start else None}, indent=2)  # fmt: skip
+                           "from": str(start.network.resolve()) if start else None, **resume}, indent=2)  # fmt: skip
         atomic_write(options, lambda f: f.write(text.encode()))
         return
     previous = stored_config(run_dir)
@@ -127,6 +130,9 @@ def plan_run(outdir: str | os.PathLike = DEFAULT_OUTDIR, resume: str | os.PathLi
 
     ``overrides`` are TrainConfig fields; those that are None are ignored."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key in ("data", "distribution"):  # stored absolute: a run continues from any working directory
+        if key in overrides:
+            overrides[key] = _resolved(overrides[key])
     path = Path(resume) if resume is not None else None
     if path is not None and path.is_dir():
         stored = stored_config(path)
@@ -182,66 +188,13 @@ def imported_preset(network: Path, preset: str | None) -> tuple[str, str]:
     return preset or found, cfg.revision
 
 
-# ------------------------------------------------------------------ processes and devices
-def check_device(device: str | torch.device) -> torch.device:
-    """A torch device that exists here, or a ValueError saying why not."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
-                             "use --device cpu")  # fmt: skip
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps" and not (torch.backends.mps.is_available()):
-        raise ValueError(f"--device {device}: MPS is not available here")
-    return device
-
-
-@contextlib.contextmanager
-def process_group(device: str):
-    """(Process, device) of this process: alone, or one of a torchrun launch (NCCL on CUDA, gloo otherwise)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    check_device(device)
-    if world == 1:
-        yield Process(), device
-        return
-    if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    try:
-        yield Process.current(), device
-        dist.barrier()  # rank 0 may still be writing; tearing down under it aborts gloo
-    finally:
-        dist.destroy_process_group()
-
-
-def rank0_first(process: Process, make):
-    """``make()`` on rank 0 first (it may create files), then on the other ranks (which then find them)."""
-    result = make() if process.rank == 0 else None
-    if process.distributed:
-        dist.barrier()
-    return result if process.rank == 0 else make()
-
-
-def share(process: Process, value):
-    """Rank 0's value (JSON-able) on every process."""
-    if not process.distributed:
-        return value
-    box = [json.dumps(value) if process.rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return json.loads(box[0])
-
-
+# ------------------------------------------------------------------ processes
 def synthetic_heads(resolution: int, process: Process = ALONE) -> str:
     """The built-in synthetic heads' folder at ``resolution``; generated by rank 0 while the others wait."""
     from cgsgan.data.cache import default_dataset
 
-    return str(rank0_first(process, lambda: default_dataset(resolution=resolution, progress=process.rank == 0)))
+    made = on_rank0(process, lambda: str(default_dataset(resolution=resolution)))  # the others wait, then find it
+    return made if process.rank == 0 else str(default_dataset(resolution=resolution, progress=False))
 
 
 def training_data(cfg: TrainConfig, process: Process = ALONE) -> str:
@@ -255,18 +208,12 @@ def prepare_run(outdir: str | os.PathLike = DEFAULT_OUTDIR, resume: str | os.Pat
                 preset: str | None = None, overrides: dict | None = None,
                 process: Process = ALONE) -> RunPlan:  # fmt: skip
     """:func:`plan_run` on rank 0 (which creates a new folder), the same plan on every other process."""
-    plan, error = None, None
-    if process.rank == 0:
-        try:
-            plan = plan_run(outdir, resume, preset, overrides)
-            plan = {"cfg": plan.cfg.to_dict(), "run_dir": str(plan.run_dir), "continuing": plan.continuing,
-                    "resume_from": str(plan.resume_from) if plan.resume_from else None}  # fmt: skip
-        except (ValueError, OSError, TrainingError) as e:  # every rank fails, none waits for a plan
-            plan, error = {"error": str(e)}, e
-    plan = share(process, plan)
-    if error is not None:
-        raise error
-    if "error" in plan:
-        raise TrainingError(f"rank 0 could not set the run up: {plan['error']}")
+
+    def plan() -> dict:
+        p = plan_run(outdir, resume, preset, overrides)
+        return {"cfg": p.cfg.to_dict(), "run_dir": str(p.run_dir), "continuing": p.continuing,
+                "resume_from": str(p.resume_from) if p.resume_from else None}  # fmt: skip
+
+    plan = on_rank0(process, plan)
     return RunPlan(TrainConfig.from_dict(plan["cfg"]), Path(plan["run_dir"]),
                    Path(plan["resume_from"]) if plan["resume_from"] else None, plan["continuing"])  # fmt: skip

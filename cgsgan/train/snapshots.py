@@ -64,14 +64,30 @@ def _write_manifest(run_dir: Path, entries: list[dict]) -> None:
     atomic_write(run_dir / MANIFEST, lambda f: f.write(text.encode()))
 
 
+def _entries(run_dir: Path) -> list[dict]:
+    """The manifest's entries; for a folder written before manifests, its snapshots paired by name."""
+    entries = read_manifest(run_dir)
+    if entries is None:
+        networks = sorted(run_dir.glob("network-snapshot-*.safetensors"))
+        entries = [{"network": n.name, "state": state_path(n).name if state_path(n).is_file() else None,
+                    "step": None} for n in networks]  # fmt: skip
+    return entries
+
+
+def next_snapshot_name(run_dir: str | os.PathLike, counters: Counters) -> str:
+    """The network file name the next snapshot gets: by kimg, and by step when a listed one has that kimg."""
+    name = f"network-snapshot-{counters.images // 1000:06d}.safetensors"
+    if name in {e["network"] for e in _entries(Path(run_dir))}:  # a listed snapshot keeps its files
+        name = name.replace(".safetensors", f"-step{counters.step:08d}.safetensors")
+    return name
+
+
 def save_snapshot(trainer: Trainer, run_dir: str | os.PathLike, keep: int = 2) -> Path:
     """Write the trainer's snapshot into ``run_dir``; returns the network file. Keeps the newest ``keep`` states."""
     run_dir = Path(run_dir)
-    entries = read_manifest(run_dir) or []
+    entries = _entries(run_dir)
     c = trainer.counters
-    name = f"network-snapshot-{c.images // 1000:06d}.safetensors"
-    if name in {e["network"] for e in entries}:  # a listed snapshot keeps its files
-        name = name.replace(".safetensors", f"-step{c.step:08d}.safetensors")
+    name = next_snapshot_name(run_dir, c)
     training = {"step": c.step, "images": c.images, "config": trainer.cfg.to_dict()}
     network = save_networks(run_dir / name, {"G_ema": trainer.G_ema, "G": trainer.G, "D": trainer.D},
                             trainer.g_cfg, source=f"cgsgan training, step {c.step}, {c.images} images",
@@ -79,25 +95,20 @@ def save_snapshot(trainer: Trainer, run_dir: str | os.PathLike, keep: int = 2) -
     state = {**trainer.state(), "network": network.name}
     state_file = atomic_write(state_path(network), lambda f: torch.save(state, f))
     entries.append({"network": network.name, "state": state_file.name, "step": c.step, "images": c.images})
-    stale = [e for e in entries if e["state"]][:-keep]
-    pruned = [e["state"] for e in stale]
-    for e in stale:
+    for e in [e for e in entries if e["state"]][:-keep]:
         e["state"] = None
     _write_manifest(run_dir, entries)
-    for file in pruned:
-        (run_dir / file).unlink(missing_ok=True)
+    listed = {e["state"] for e in entries}
+    for file in run_dir.glob("training-state-*.pt"):  # pruned, and those of snapshots that never got listed
+        if file.name not in listed:
+            file.unlink(missing_ok=True)
     return network
 
 
 def latest_snapshot(run_dir: str | os.PathLike, with_state: bool = True) -> Snapshot | None:
     """The newest snapshot of a run folder (with its training state, unless ``with_state`` is False), or None."""
     run_dir = Path(run_dir)
-    entries = read_manifest(run_dir)
-    if entries is None:  # a folder written before manifests: pair the files by name
-        networks = sorted(run_dir.glob("network-snapshot-*.safetensors"))
-        entries = [{"network": n.name, "state": state_path(n).name if state_path(n).is_file() else None,
-                    "step": None} for n in networks]  # fmt: skip
-    for entry in reversed(entries):
+    for entry in reversed(_entries(run_dir)):
         network = run_dir / entry["network"]
         state = run_dir / entry["state"] if entry["state"] else None
         if not network.is_file() or (state is not None and not state.is_file()):
@@ -135,12 +146,13 @@ def snapshot_training(network: Path) -> dict | None:
 
 
 def snapshot_config(snapshot: Snapshot) -> dict | None:
-    """The training config stored with a snapshot, or None when it is weights only."""
-    if snapshot.state is None:
-        return None
+    """The training config a snapshot was written with (also when its state was not kept), or None for weights
+    from elsewhere."""
     training = snapshot_training(snapshot.network)
     if training is not None:
         return training["config"]
+    if snapshot.state is None:
+        return None
     return json.loads(torch.load(snapshot.state, map_location="cpu", weights_only=True)["config"])
 
 

@@ -42,7 +42,7 @@ from cgsgan.models import CGSGenerator, build_generator
 from cgsgan.models.discriminator import Discriminator
 from cgsgan.render import render
 from cgsgan.seeds import stream
-from cgsgan.train.config import Process, TrainConfig, TrainingError
+from cgsgan.train.config import TrainConfig, TrainingError
 from cgsgan.train.loss import (
     blur_images,
     blur_sigma,
@@ -54,6 +54,7 @@ from cgsgan.train.loss import (
     r1_loss,
     view_labels,
 )
+from cgsgan.train.processes import Process
 
 STATE_VERSION = 1
 
@@ -124,7 +125,6 @@ class Trainer:
             loader = torch.utils.data.DataLoader(
                 self.data, batch_size=self.batch_rank, sampler=sampler, num_workers=workers,
                 pin_memory=self.device.type == "cuda", prefetch_factor=2 if workers else None,
-                persistent_workers=workers > 0,
             )  # fmt: skip
             self._stream = iter(loader)
         batch = next(self._stream)
