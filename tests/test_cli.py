@@ -115,15 +115,22 @@ def test_render_turntable_folder_and_gif(demo_dir, tmp_path):
     assert iio.imread(gif, index=None).shape == (3, 24, 24, 3)
 
 
-@pytest.mark.skipif(
-    bool(importlib.util.find_spec("imageio_ffmpeg") or importlib.util.find_spec("av")),
-    reason="an mp4 writer is installed",
-)
-def test_render_mp4_without_writer_says_how_to_install(demo_dir, tmp_path):
+def test_render_mp4_without_writer_says_how_to_install(demo_dir, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "imageio_ffmpeg" else real(name))
     result = invoke("render", demo_dir / "demo_head.ply", "--out", tmp_path / "t.mp4", "--frames", 2)
     assert result.exit_code != 0
-    assert "pip install imageio-ffmpeg" in result.output
+    assert 'pip install "cgsgan[video]"' in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "t.mp4").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="needs the video extra")
+def test_render_mp4_of_odd_size(demo_dir, tmp_path):
+    out = tmp_path / "t.mp4"
+    result = invoke("render", demo_dir / "demo_head.ply", "--out", out, "--frames", 3, "--resolution", 15)
+    assert result.exit_code == 0, result.output
+    assert iio.imread(out, index=None).shape == (3, 16, 16, 3)  # padded to even sizes for yuv420p
 
 
 def test_render_file_api(demo_dir, tmp_path):

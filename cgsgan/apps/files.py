@@ -1,9 +1,10 @@
-"""Render and convert scene files (.ply / .splat): stills, turntables, format conversion.
+"""Render and convert scene files (.ply, .compressed.ply, .splat, .spz): stills, turntables, conversion.
 
     render_file("head.ply", "head.png")                      # one frontal view
     render_file("head.ply", "turn/", frames=60)              # turntable as turn/frame_0000.png ...
     render_file("head.splat", "turn.gif", frames=60)         # ... or as a GIF (.mp4 needs imageio-ffmpeg)
     convert_file("head.ply", "head.splat")                   # format chosen by the extensions
+    convert_file("head.ply", "head.spz", spz_version=3)      # .spz version 2 (default) or 3
 
 Angles are radians relative to the frontal camera and follow ``cgsgan.camera``:
 a positive yaw moves the camera toward +x (the subject's left), a positive
@@ -25,15 +26,28 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from cgsgan.atomic import atomic_write
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
 from cgsgan.gaussians import GaussianScene
-from cgsgan.io import read_ply, read_splat, write_ply, write_splat
+from cgsgan.io import (
+    is_compressed_ply,
+    read_compressed_ply,
+    read_ply,
+    read_splat,
+    read_spz,
+    write_compressed_ply,
+    write_ply,
+    write_splat,
+    write_spz,
+)
 from cgsgan.render import render
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "SCENE_SUFFIXES",
+    "VIDEO_HINT",
     "VIDEO_SUFFIXES",
+    "check_video_path",
     "convert_file",
     "read_scene",
     "render_file",
@@ -41,60 +55,97 @@ __all__ = [
     "resolve_device",
     "to_uint8",
     "write_scene",
+    "write_video",
 ]
 
-SCENE_SUFFIXES = (".ply", ".splat")
+SCENE_SUFFIXES = (".ply", ".compressed.ply", ".splat", ".spz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".gif")
-MP4_HINT = "writing .mp4 needs an ffmpeg backend for imageio: pip install imageio-ffmpeg (or: pip install av)"
+VIDEO_HINT = 'writing .mp4 needs ffmpeg for imageio: pip install "cgsgan[video]" (or write a .gif)'
 
 PathLike = str | os.PathLike
 
 
 # ------------------------------------------------------------------ scenes
 def _scene_suffix(path: PathLike, role: str) -> str:
-    """The lower-case suffix of a scene file; ValueError naming the file if unsupported."""
+    """The lower-case scene suffix of a path (".compressed.ply" counts as one); ValueError if unsupported."""
+    name = Path(path).name.lower()
+    if name.endswith(".compressed.ply"):
+        return ".compressed.ply"
     suffix = Path(path).suffix.lower()
     if suffix not in SCENE_SUFFIXES:
-        raise ValueError(f"{role} file {str(path)!r} must end in .ply or .splat, not {suffix or 'no extension'!r}")
+        raise ValueError(
+            f"{role} file {str(path)!r} must end in .ply or .splat (or .compressed.ply, .spz), "
+            f"not {suffix or 'no extension'!r}"
+        )
     return suffix
 
 
-def read_scene(path: PathLike, up: str = "y") -> GaussianScene:
-    """Read a .ply or .splat file (chosen by extension) into a B = 1 scene in our frame.
+def _check_spz_version(spz_version: int) -> None:
+    if spz_version not in (2, 3):
+        raise ValueError(f"spz_version must be 2 or 3, got {spz_version!r}")
 
-    ``up`` is the frame the file is stored in ("y" ours, "-y" y-down viewers).
-    Raises ValueError for another extension, FileNotFoundError for a missing file.
+
+def read_scene(path: PathLike, up: str = "y") -> GaussianScene:
+    """Read a .ply, .compressed.ply, .splat or .spz file (chosen by extension) into a B = 1 scene in our frame.
+
+    A file ending in plain .ply whose header has the compressed layout (a
+    ``chunk`` element and ``packed_*`` properties) is read as compressed PLY, as
+    PlayCanvas tools do. ``up`` is the frame the file is stored in ("y" ours,
+    "-y" y-down viewers; for .spz the frame of its PLY equivalent, see
+    :mod:`cgsgan.io.spz`). Raises ValueError for another extension,
+    FileNotFoundError for a missing file.
     """
     suffix = _scene_suffix(path, "scene")
-    return read_ply(path, up=up) if suffix == ".ply" else read_splat(path, up=up)
+    if suffix == ".compressed.ply" or (suffix == ".ply" and is_compressed_ply(path)):
+        return read_compressed_ply(path, up=up)
+    readers = {".ply": read_ply, ".splat": read_splat, ".spz": read_spz}
+    return readers[suffix](path, up=up)
 
 
-def write_scene(path: PathLike, scene: GaussianScene, up: str = "y", compact: bool = False) -> Path:
-    """Write sample 0 of ``scene`` as .ply (full, or compact 14-property) or .splat, by extension.
+def write_scene(
+    path: PathLike, scene: GaussianScene, up: str = "y", compact: bool = False, spz_version: int = 2
+) -> Path:
+    """Write sample 0 of ``scene`` as .ply (full, or compact 14-property), .compressed.ply, .splat or .spz.
 
-    ``compact`` only applies to PLY; asking for it with .splat raises ValueError.
+    The format is chosen by extension. ``compact`` only applies to plain PLY;
+    asking for it with another format raises ValueError. ``spz_version`` (2 or
+    3) is the .spz version written (2: readable everywhere, 3: finer rotations).
     """
     suffix = _scene_suffix(path, "output")
+    _check_spz_version(spz_version)
+    if compact and suffix != ".ply":
+        raise ValueError(f"compact applies to .ply output only ({suffix} has a single layout)")
     if suffix == ".splat":
-        if compact:
-            raise ValueError("compact applies to .ply output only (.splat has a single layout)")
         return write_splat(path, scene, up=up)
+    if suffix == ".spz":
+        return write_spz(path, scene, up=up, version=spz_version)
+    if suffix == ".compressed.ply":
+        return write_compressed_ply(path, scene, up=up)
     return write_ply(path, scene, compact=compact, up=up)
 
 
-def convert_file(src: PathLike, dst: PathLike, compact: bool = False, up_in: str = "y", up_out: str = "y") -> Path:
-    """Convert a scene file between .ply and .splat (or full <-> compact PLY).
+def convert_file(
+    src: PathLike,
+    dst: PathLike,
+    compact: bool = False,
+    up_in: str = "y",
+    up_out: str = "y",
+    spz_version: int = 2,
+) -> Path:
+    """Convert a scene file between .ply, .compressed.ply, .splat and .spz (or full <-> compact PLY).
 
     ``up_in`` / ``up_out`` are the frames of the input and output files, so a
-    y-down file can be turned into a y-up one on the way. .splat stores 8-bit
-    colours, opacities and rotations, so converting from it is lossy once.
+    y-down file can be turned into a y-up one on the way. .splat, .spz and
+    .compressed.ply are quantised, so writing one is lossy (see their modules
+    for the error bounds); ``spz_version`` (2 or 3) applies to .spz output.
     Returns the written path.
     """
-    _scene_suffix(dst, "output")  # fail before reading a large input
-    if compact and Path(dst).suffix.lower() != ".ply":
-        raise ValueError("compact applies to .ply output only (.splat has a single layout)")
-    return write_scene(dst, read_scene(src, up=up_in), up=up_out, compact=compact)
+    suffix = _scene_suffix(dst, "output")  # fail before reading a large input
+    _check_spz_version(spz_version)
+    if compact and suffix != ".ply":
+        raise ValueError(f"compact applies to .ply output only ({suffix} has a single layout)")
+    return write_scene(dst, read_scene(src, up=up_in), up=up_out, compact=compact, spz_version=spz_version)
 
 
 # ------------------------------------------------------------------ images
@@ -141,31 +192,47 @@ def _check_positive_int(value: object, name: str) -> int:
     return int(value)
 
 
-def _check_writer(suffix: str) -> None:
-    """Fail early (before rendering) if no writer for ``suffix`` is installed."""
-    if suffix == ".mp4" and not (importlib.util.find_spec("imageio_ffmpeg") or importlib.util.find_spec("av")):
-        raise ImportError(MP4_HINT)
+def check_video_path(path: PathLike) -> Path:
+    """``path`` if it ends in .mp4 or .gif and a writer for it is installed (checked before rendering)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"video {str(path)!r} must end in .mp4 or .gif")
+    if suffix == ".mp4" and not importlib.util.find_spec("imageio_ffmpeg"):
+        raise ImportError(VIDEO_HINT)
+    return path
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    """Write uint8 frames [H, W, 3] as a looping GIF (Pillow) or an H.264 .mp4 (ffmpeg)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(path, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
-        return
-    _check_writer(".mp4")
-    if importlib.util.find_spec("imageio_ffmpeg"):
-        import imageio.v2 as iio2
+def write_video(path: str | os.PathLike, frames: Iterator[np.ndarray], fps: float, progress: bool = False,
+                total: int | None = None) -> Path:  # fmt: skip
+    """Stream uint8 frames [H, W, 3] into an .mp4 (H.264, ffmpeg) or a looping .gif, atomically."""
+    path = check_video_path(path)
+    suffix = path.suffix.lower()
+    frames = tqdm(frames, desc="rendering", unit="frame", total=total, disable=not progress)
 
-        # macro_block_size=1: keep odd sizes as they are instead of resizing with a warning.
-        with iio2.get_writer(path, format="FFMPEG", fps=fps, macro_block_size=1) as writer:
-            for frame in frames:
-                writer.append_data(frame)
-        return
-    with iio.imopen(path, "w", plugin="pyav") as writer:
-        writer.init_video_stream("libx264", fps=fps)
+    def write(f) -> None:
+        if suffix == ".gif":  # Pillow needs every frame at once; GIFs are small
+            iio.imwrite(f, np.stack(list(frames)), extension=".gif", duration=1000.0 / fps, loop=0)
+            return
+        import imageio_ffmpeg
+
+        writer = None
         for frame in frames:
-            writer.write_frame(frame)
+            # yuv420p (the format every player takes) needs even sizes: repeat the last row / column.
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+            if writer is None:  # the size is known with the first frame
+                # ffmpeg writes the temp file itself; "-f mp4" because its name ends in .tmp.
+                writer = imageio_ffmpeg.write_frames(
+                    f.name, (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                    quality=8, macro_block_size=1, output_params=["-f", "mp4"], ffmpeg_log_level="error",
+                )  # fmt: skip
+                writer.send(None)
+            writer.send(np.ascontiguousarray(frame))
+        if writer is None:
+            raise ValueError("no frames to write")
+        writer.close()
+
+    return atomic_write(path, write)
 
 
 # -------------------------------------------------------------- rendering
@@ -229,13 +296,13 @@ def render_file(
     fps: float = 30.0,
     progress: bool = True,
 ) -> list[Path]:
-    """Render a .ply or .splat file to images; returns the paths written.
+    """Render a scene file (.ply, .compressed.ply, .splat, .spz) to images; returns the paths written.
 
     frames == 1: one image at yaw/pitch (radians, offsets from the frontal
     view) written to ``out`` (an image path, or a folder that gets
     ``<name>.png``). frames > 1: a turntable starting there, written to the
     folder ``out`` as frame_0000.png, ... or, if ``out`` ends in .gif/.mp4, as
-    one video at ``fps`` (an .mp4 needs imageio-ffmpeg or av). A tqdm bar
+    one video at ``fps`` (an .mp4 needs the video extra: imageio-ffmpeg). A tqdm bar
     shows progress unless ``progress`` is False.
 
     radius is the camera distance (2.7 frames a head), background a number or
@@ -251,7 +318,7 @@ def render_file(
     colour = _background(background)
     kind = _output_kind(out, frames)
     if kind == "video":
-        _check_writer(out.suffix.lower())
+        check_video_path(out)
     if not (isinstance(fps, numbers.Real) and fps > 0):
         raise ValueError(f"fps must be > 0, got {fps!r}")
 
@@ -265,7 +332,7 @@ def render_file(
         iio.imwrite(out, next(images))
         return [out]
     if kind == "video":
-        _write_video(out, list(images), fps)
+        write_video(out, images, fps)  # render_views shows the progress
         return [out]
     out.mkdir(parents=True, exist_ok=True)
     name: Callable[[int], str] = (lambda i: f"{path.stem}.png") if frames == 1 else (lambda i: f"frame_{i:04d}.png")
