@@ -17,6 +17,7 @@ import click
 
 from cgsgan import __version__
 from cgsgan.apps import convert_file, render_file, run_demo
+from cgsgan.apps.files import SCENE_SUFFIXES
 from cgsgan.camera import DEFAULT_RADIUS
 from cgsgan.config import PRESETS
 from cgsgan.io.checkpoint import convert_official
@@ -69,10 +70,10 @@ def friendly_errors(command: Callable) -> Callable:
 
 
 def scene_file(value: str, hint: str) -> Path:
-    """A .ply/.splat path, else a BadParameter naming it."""
+    """A scene file path (.ply, .compressed.ply, .splat, .spz), else a BadParameter naming it."""
     path = Path(value)
-    if path.suffix.lower() not in (".ply", ".splat"):
-        raise click.BadParameter(f"{value!r} must end in .ply or .splat", param_hint=hint)
+    if path.suffix.lower() not in SCENE_SUFFIXES:
+        raise click.BadParameter(f"{value!r} must end in .ply or .splat (or .compressed.ply, .spz)", param_hint=hint)
     return path
 
 
@@ -243,14 +244,14 @@ def render(
     backend: str,
     device: str | None,
 ) -> None:
-    """Render a .ply or .splat scene: one image, or a turntable (folder of PNGs, .gif or .mp4).
+    """Render a scene file (.ply, .compressed.ply, .splat, .spz): one image, or a turntable (PNGs, .gif, .mp4).
 
     \b
     Examples:
       cgsgan render head.ply                                   # -> head.png, frontal, 512 px
       cgsgan render head.splat --out side.png --yaw 60 --pitch -10 --background black
       cgsgan render head.ply --frames 90 --out turntable/      # frame_0000.png ...
-      cgsgan render head.ply --frames 90 --out turntable.mp4   # needs: pip install imageio-ffmpeg
+      cgsgan render head.spz --frames 90 --out turntable.mp4   # needs: pip install "cgsgan[video]"
     """
     path = scene_file(file, "FILE")
     if out is None:
@@ -277,11 +278,15 @@ def render(
 )
 @click.option("--up-in", type=UP, default="y", show_default=True, help="Up axis IN is stored with.")
 @click.option("--up-out", type=UP, default="y", show_default=True, help="Up axis to store OUT with.")
+@click.option("--spz-version", type=click.Choice(["2", "3"]), default="2", show_default=True,
+              help="Version of .spz output: 2 opens in Unity's plugin; 3 keeps rotations more precisely.")  # fmt: skip
 @friendly_errors
-def convert(src: str, dst: str, compact: bool, up_in: str, up_out: str) -> None:
-    """Convert a scene between .ply and .splat, or full and compact PLY; or import an official checkpoint.
+def convert(src: str, dst: str, compact: bool, up_in: str, up_out: str, spz_version: str) -> None:
+    """Convert a scene between .ply, .compressed.ply, .splat and .spz; or import an official checkpoint.
 
-    The kind of conversion follows the extensions. An official CGS-GAN snapshot
+    The kind of conversion follows the extensions (x.compressed.ply is PlayCanvas'
+    compressed PLY); .splat, .spz and .compressed.ply are quantised (see the
+    README for the error of each). An official CGS-GAN snapshot
     (.pkl) becomes a .safetensors checkpoint; it is read without running any of
     the code the pickle carries, and a pickle that asks for anything else is refused.
 
@@ -290,6 +295,8 @@ def convert(src: str, dst: str, compact: bool, up_in: str, up_out: str) -> None:
       cgsgan convert network-snapshot-ffhqc512.pkl ffhqc512.safetensors
       cgsgan convert head.ply head.splat
       cgsgan convert head.splat head.ply
+      cgsgan convert head.ply head.spz                     # for Unity (spz version 2)
+      cgsgan convert head.ply head.compressed.ply          # for SuperSplat / PlayCanvas
       cgsgan convert head.ply head_compact.ply --compact
       cgsgan convert colmap_head.ply head.ply --up-in -y   # y-down file -> our y-up frame
     """
@@ -303,7 +310,281 @@ def convert(src: str, dst: str, compact: bool, up_in: str, up_out: str) -> None:
     if compact and target.suffix.lower() != ".ply":
         raise click.UsageError("--compact applies to .ply output only")
     started = time.perf_counter()
-    _report([convert_file(source, target, compact=compact, up_in=up_in, up_out=up_out)], started)
+    written = convert_file(source, target, compact=compact, up_in=up_in, up_out=up_out, spz_version=int(spz_version))
+    _report([written], started)
+
+
+# ------------------------------------------------------------------ networks
+NETWORK_OPTION = click.option(
+    "--network", default=None, metavar="PATH",
+    help="A .safetensors network, an official .pkl, or a run folder (its newest snapshot) [default: built-in].",
+)  # fmt: skip
+TRUNC_OPTION = click.option("--trunc", "truncation", type=float, default=0.8, show_default=True,
+                            help="Truncation psi: 1 = no truncation, 0 = the average head.")  # fmt: skip
+DEVICE_OPTION = click.option("--device", default=None, metavar="DEVICE",
+                             help="Torch device, e.g. cpu, cuda, cuda:1 [default: cpu].")  # fmt: skip
+
+
+class Seeds(click.ParamType):
+    """Seeds as ranges and lists: 0-7, 3, 0-3,7,10-12."""
+
+    name = "SEEDS"
+
+    def convert(self, value, param, ctx) -> list[int]:
+        if isinstance(value, list):
+            return value
+        from cgsgan.apps.heads import parse_seeds
+
+        try:
+            return parse_seeds(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+@main.command(context_settings=CONTEXT)
+@NETWORK_OPTION
+@click.option("--seeds", type=Seeds(), default="0-3", show_default=True, help="Heads to make: ranges and lists.")
+@TRUNC_OPTION
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False),
+    default="out/generate",
+    show_default=True,
+    help="Folder for the files.",
+)
+@click.option(
+    "--formats",
+    default="grid,turntable,ply,splat,spz,npz",
+    show_default=True,
+    help="What to write: grid, turntable (GIF), ply, splat, spz, compressed-ply, npz (z and w).",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Size of each grid cell and turntable view [default: the network's].",
+)
+@click.option(
+    "--spz-version",
+    type=click.Choice(["2", "3"]),
+    default="2",
+    show_default=True,
+    help="2 opens in Unity's Gaussian-splatting plugin; 3 stores rotations more precisely.",
+)
+@click.option(
+    "--up",
+    type=UP,
+    default="y",
+    show_default=True,
+    help="Up axis of the scene files: y (ours) or -y (COLMAP-style viewers).",
+)
+@render_options
+@friendly_errors
+def generate(network: str | None, seeds: list[int], truncation: float, outdir: str, formats: str,
+             resolution: int | None, spz_version: str, up: str, backend: str, device: str | None) -> None:  # fmt: skip
+    """Generate heads: a grid of views, a turntable, and each head as 3DGS files and its latent.
+
+    The grid has one row per seed and seven yaws as columns (the reference's
+    sample grid). Each head is written as seedNNNN.ply (standard 3DGS: SuperSplat,
+    Unity, web viewers), .splat, .spz and .npz (z, w).
+
+    \b
+    Examples:
+      cgsgan generate                                        # built-in network, seeds 0-3 -> out/generate
+      cgsgan generate --network ffhqc512.safetensors --seeds 0-7 --trunc 0.7 --outdir heads
+      cgsgan generate --network network-snapshot-ffhqc512.pkl --seeds 3,14,15 --formats ply,spz
+      cgsgan generate --network out/train/00000-tiny64-synth --seeds 0-15 --formats grid
+      cgsgan generate --formats spz --spz-version 3          # compressed files only
+    """
+    from cgsgan.apps.generate import check_formats, generate_files
+
+    check_formats(formats)
+    started = time.perf_counter()
+    paths = generate_files(_network_file(network), seeds, outdir, truncation=truncation, formats=formats,
+                           resolution=resolution, up=up, spz_version=int(spz_version), backend=backend,
+                           device=device, progress=True)  # fmt: skip
+    for fmt, written in paths.items():
+        if len(written) > 2:
+            click.echo(f"wrote {len(written)} {fmt} files: {written[0]} ... {written[-1]}")
+        else:
+            for path in written:
+                click.echo(f"wrote {path}")
+    click.echo(f"done in {time.perf_counter() - started:.1f} s")
+
+
+@main.command(context_settings=CONTEXT)
+@NETWORK_OPTION
+@click.option("--seeds", type=Seeds(), default=None, help="Heads side by side [default: 0-2].")
+@click.option(
+    "--interp",
+    type=Seeds(),
+    default=None,
+    metavar="SEEDS",
+    help="Instead: one head morphing through these seeds and back, e.g. 0,1,2.",
+)
+@TRUNC_OPTION
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="out/video.mp4",
+    show_default=True,
+    help="Video file: .mp4 (needs the video extra) or .gif.",
+)
+@click.option(
+    "--path",
+    "camera",
+    type=click.Choice(["orbit", "sweep"]),
+    default="orbit",
+    show_default=True,
+    help="orbit: a full turn around the head; sweep: a yaw / pitch ellipse in front of it.",
+)
+@click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames in the video.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="Length of the video.",
+)
+@click.option("--resolution", type=click.IntRange(min=8), default=256, show_default=True, help="Size of each view.")
+@click.option("--yaw", type=float, default=0.0, show_default=True, help="Start (orbit) or centre (sweep) yaw, deg.")
+@click.option(
+    "--pitch", type=float, default=0.0, show_default=True, help="Degrees from level; positive moves the camera down."
+)
+@click.option("--yaw-range", type=float, default=20.0, show_default=True, help="Sweep: yaw amplitude, deg.")
+@click.option("--pitch-range", type=float, default=8.6, show_default=True, help="Sweep: pitch amplitude, deg.")
+@click.option(
+    "--radius",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_RADIUS,
+    show_default=True,
+    help="Camera distance (2.7 frames a head).",
+)
+@click.option("--background", type=Colour(), default="white", show_default=True, help="white, black or r,g,b.")
+@render_options
+@friendly_errors
+def video(network: str | None, seeds: list[int] | None, interp: list[int] | None, truncation: float, out: str,
+          camera: str, frames: int, seconds: float, resolution: int, yaw: float, pitch: float, yaw_range: float,
+          pitch_range: float, radius: float, background: tuple[float, float, float], backend: str,
+          device: str | None) -> None:  # fmt: skip
+    """Render a turntable video of generated heads side by side, or a latent interpolation.
+
+    \b
+    Examples:
+      cgsgan video                                             # seeds 0-2, full orbit -> out/video.mp4
+      cgsgan video --network ffhqc512.safetensors --seeds 0-3 --resolution 512 --out heads.mp4
+      cgsgan video --interp 0,1,2 --frames 180 --seconds 6 --out morph.mp4
+      cgsgan video --seeds 7 --path sweep --yaw-range 35 --pitch -10 --out sweep.gif
+    MP4 needs ffmpeg: pip install "cgsgan[video]".
+    """
+    from cgsgan.apps.video import make_video
+
+    if seeds is not None and interp is not None:
+        raise click.UsageError("give --seeds (side by side) or --interp (one morphing head), not both")
+    if interp is not None and len(interp) < 2:
+        raise click.BadParameter("interpolation needs at least two seeds, e.g. 0,1,2", param_hint="--interp")
+    started = time.perf_counter()
+    path = make_video(_network_file(network), interp or seeds or [0, 1, 2], out, truncation=truncation,
+                      path=camera, frames=frames, seconds=seconds, resolution=resolution, yaw=math.radians(yaw),
+                      pitch=math.radians(pitch), radius=radius, yaw_range=math.radians(yaw_range),
+                      pitch_range=math.radians(pitch_range), interp=interp is not None, background=background,
+                      backend=backend, device=device, progress=True)  # fmt: skip
+    _report([path], started)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@NETWORK_OPTION
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    default=0,
+    show_default=True,
+    help="First head shown (the page changes it).",
+)
+@TRUNC_OPTION
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to serve on; anything but loopback is reachable from the network.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=8080,
+    show_default=True,
+    help="Port to serve on (0: any free port).",
+)
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False),
+    default="out/view",
+    show_default=True,
+    help="Folder the page's export button writes to.",
+)
+@DEVICE_OPTION
+@friendly_errors
+def view(file: str | None, network: str | None, seed: int, truncation: float, host: str, port: int, outdir: str,
+         device: str | None) -> None:  # fmt: skip
+    """Look at heads in the browser: Gaussian splats drawn by a local web viewer.
+
+    With a network, the page has seed and truncation controls that generate
+    new heads, a choice of hierarchy levels (level 0 only ... all Gaussians),
+    camera presets (frontal, +-30, +-60 deg) and an export button (PLY, .spz,
+    .splat, compressed PLY). With FILE, it shows any 3DGS file. Needs no GPU;
+    Ctrl+C stops it. Needs the viewer extra: pip install "cgsgan[viewer]".
+
+    \b
+    Examples:
+      cgsgan view                                      # built-in network -> open http://127.0.0.1:8080
+      cgsgan view --network ffhqc512.safetensors --seed 42 --trunc 0.7
+      cgsgan view out/generate/seed0000.ply
+      cgsgan view head.spz --port 0                    # any free port
+    """
+    import warnings
+
+    from cgsgan.apps import viewer as viewer_app
+
+    if file is not None and network is not None:
+        raise click.UsageError("give FILE or --network, not both")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if file is not None:
+            viewer = viewer_app.view(file, host=host, port=port, outdir=outdir, block=False)
+        else:
+            viewer = viewer_app.serve(_network_file(network), seed=seed, truncation=truncation, host=host, port=port,
+                                      device=device or "cpu", outdir=outdir, block=False)  # fmt: skip
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    try:
+        viewer.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.stop()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@friendly_errors
+def info(paths: tuple[str, ...]) -> None:
+    """Say what a network, scene file, training run or dataset is.
+
+    Networks: preset, revision, resolution, Gaussians per head, training
+    progress, source. Scenes: format, Gaussian count, bounds. Datasets: image
+    count, resolution, masks and the range of the camera labels.
+
+    \b
+    Examples:
+      cgsgan info ffhqc512.safetensors
+      cgsgan info network-snapshot-ffhqc512.pkl out/generate/seed0000.spz
+      cgsgan info /data/FFHQC/512 out/train/00000-tiny64-synth
+    """
+    from cgsgan.apps.info import describe
+
+    for path in paths:
+        click.echo(str(describe(path)))
 
 
 # ------------------------------------------------------------------- dataset

@@ -161,6 +161,17 @@ def test_convert_official_snapshot(tmp_path, monkeypatch, revision):
     assert "network-snapshot-000100.pkl" in metadata["source"]
 
 
+def test_load_network_reads_an_official_pickle_directly(tmp_path, monkeypatch):
+    _install_fake_packages(monkeypatch)
+    G, G_ema = tiny("v2", seed=0), tiny("v2", seed=1)
+    src = official_pickle(tmp_path / "network-snapshot-000100.pkl", {"G": G, "G_ema": G_ema})
+    assert same_outputs(load_network(src), G_ema)
+    assert same_outputs(load_network(src, "G"), G)
+    assert not load_network(src).training and list(tmp_path.iterdir()) == [src]  # nothing written beside it
+    with pytest.raises(ValueError, match="no generator D"):
+        load_network(src, "D")
+
+
 def test_convert_refuses_a_pickle_with_foreign_globals_and_writes_nothing(tmp_path, monkeypatch):
     import os
 

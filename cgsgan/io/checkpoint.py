@@ -105,11 +105,14 @@ def load_network(path: str | os.PathLike | None = None, name: str | None = None,
     """A ready generator (eval mode, no grad) from a checkpoint: ``name`` or else G_ema, else G.
 
     With no path, the built-in network (tiny64, trained on the synthetic heads; `cgsgan.assets`).
+    An official ``.pkl`` snapshot is read with the restricted unpickler (nothing converted on disk).
     Weights stored in another float type (the built-in one is float16) load as float32."""
     if path is None:
         from cgsgan.assets import default_network
 
         path = default_network()
+    if Path(path).suffix.lower() == ".pkl":
+        return _official_generator(path, name, device)
     metadata = read_metadata(path)
     names = json.loads(metadata["networks"])
     if name is None:
@@ -123,6 +126,18 @@ def load_network(path: str | os.PathLike | None = None, name: str | None = None,
     cfg = GeneratorConfig.from_dict(json.loads(metadata["generator"]))
     G = build_generator(cfg)
     load_state(G, read_state_dicts(path)[name], f"{path} [{name}]")
+    return G.to(device).eval().requires_grad_(False)
+
+
+def _official_generator(path: str | os.PathLike, name: str | None, device: str | torch.device) -> CGSGenerator:
+    """load_network for an official snapshot: G_ema (or ``name``) rebuilt from its shapes."""
+    networks = read_official_snapshot(path).networks
+    gens = [n for n in GENERATOR_NAMES if n in networks]
+    name = name or (gens[0] if gens else None)
+    if name not in networks or not name.startswith("G"):
+        raise ValueError(f"{path} has no generator {name or ''}; it has {', '.join(networks)}".replace("  ", " "))
+    G = build_generator(infer_generator_config(networks[name]))
+    load_state(G, networks[name], f"{path} [{name}]")
     return G.to(device).eval().requires_grad_(False)
 
 
