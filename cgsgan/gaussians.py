@@ -32,6 +32,23 @@ def sh_to_rgb(color: Tensor) -> Tensor:
     return (0.5 + SH_C0 * color).clamp_min(0.0)
 
 
+def rotation_matrices(quats: Tensor) -> Tensor:
+    """Rotation matrices [..., 3, 3] of unit quaternions (w, x, y, z) [..., 4]."""
+    w, x, y, z = quats.unbind(-1)
+    rows = (
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    )  # fmt: skip
+    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
+
+
+def covariances(scales: Tensor, quats: Tensor) -> Tensor:
+    """Covariances R diag(s^2) R^T [..., 3, 3] of standard deviations [..., 3] and unit quaternions [..., 4]."""
+    rot = rotation_matrices(quats)
+    return (rot * scales.square().unsqueeze(-2)) @ rot.transpose(-1, -2)
+
+
 @dataclass
 class GaussianScene:
     """B scenes of N Gaussians each; see the module docstring for the fields."""
@@ -113,6 +130,10 @@ class GaussianScene:
     def rotations(self) -> Tensor:
         """Unit quaternions (w, x, y, z) [B, N, 4]."""
         return torch.nn.functional.normalize(self.rotation, dim=-1)
+
+    def covariances(self) -> Tensor:
+        """World-space covariances R diag(s^2) R^T [B, N, 3, 3]."""
+        return covariances(self.scales(), self.rotations())
 
     def opacities(self) -> Tensor:
         """Opacities in (0, 1) [B, N, 1]."""

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -75,3 +77,19 @@ def test_non_tensor_is_refused():
     s = scene()
     with pytest.raises(TypeError, match="xyz must be a torch.Tensor"):
         GaussianScene(s.xyz.tolist(), s.scale, s.rotation, s.opacity, s.color)
+
+
+def test_covariances_rotate_the_scaled_axes():
+    # log-scales of sigma (0.1, 0.2, 0.3); identity, then a 90 degree turn about z (w = cos 45, z = sin 45).
+    half = math.sqrt(0.5)
+    scene = GaussianScene(
+        xyz=torch.zeros(1, 2, 3),
+        scale=torch.tensor([0.1, 0.2, 0.3]).log().expand(1, 2, 3),
+        rotation=torch.tensor([[[2.0, 0, 0, 0], [half, 0, 0, half]]]),  # unnormalised on purpose
+        opacity=torch.zeros(1, 2, 1),
+        color=torch.zeros(1, 2, 3),
+    )
+    cov = scene.covariances()
+    assert cov.shape == (1, 2, 3, 3)
+    assert torch.allclose(cov[0, 0], torch.diag(torch.tensor([0.01, 0.04, 0.09])), atol=1e-7)
+    assert torch.allclose(cov[0, 1], torch.diag(torch.tensor([0.04, 0.01, 0.09])), atol=1e-7)  # x and y swap

@@ -100,17 +100,6 @@ class PortInUseError(OSError):
 
 
 # ------------------------------------------------------------------ conversion
-def _quaternion_matrices(wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrices [N, 3, 3] of unit quaternions (w, x, y, z) [N, 4]."""
-    w, x, y, z = wxyz.T
-    rows = (
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    )  # fmt: skip
-    return np.stack(rows, axis=-1).reshape(-1, 3, 3)
-
-
 def scene_to_splats(scene: GaussianScene, index: int = 0) -> dict[str, np.ndarray]:
     """Sample ``index`` of ``scene`` as viser's splat arrays (float32 numpy).
 
@@ -119,21 +108,17 @@ def scene_to_splats(scene: GaussianScene, index: int = 0) -> dict[str, np.ndarra
     degree-0 colours clipped to [0, 1]; opacities [N, 1], sigmoid(opacity).
     The covariances are computed in float64 before the cast.
     """
-    sample = scene[index]
-    with torch.no_grad():
-        arrays = {
-            "xyz": sample.xyz[0],
-            "scales": sample.scales()[0],
-            "rotations": sample.rotations()[0],
-            "rgbs": sample.rgb()[0],
-            "opacities": sample.opacities()[0],
-        }
-        arrays = {k: v.detach().to("cpu", torch.float64).numpy() for k, v in arrays.items()}
-    rs = _quaternion_matrices(arrays["rotations"]) * arrays["scales"][:, None, :]  # R @ diag(s)
-    covariances = rs @ rs.transpose(0, 2, 1)
+    sample = scene[index].detach().to("cpu", torch.float64)
+    arrays = {
+        "xyz": sample.xyz[0],
+        "covariances": sample.covariances()[0],
+        "rgbs": sample.rgb()[0],
+        "opacities": sample.opacities()[0],
+    }
+    arrays = {k: v.numpy() for k, v in arrays.items()}
     return {
         "centers": arrays["xyz"].astype(np.float32),
-        "covariances": covariances.astype(np.float32),
+        "covariances": arrays["covariances"].astype(np.float32),
         "rgbs": np.clip(arrays["rgbs"], 0.0, 1.0).astype(np.float32),
         "opacities": np.clip(arrays["opacities"], 0.0, 1.0).astype(np.float32),
     }

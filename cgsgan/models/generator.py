@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from cgsgan.config import GeneratorConfig
-from cgsgan.gaussians import GaussianScene
+from cgsgan.gaussians import GaussianScene, rotation_matrices
 from cgsgan.nn import FullyConnectedLayer, MappingNetwork
 
 FIELDS = ("xyz", "scale", "rotation", "color", "opacity")  # registration order of the heads
@@ -266,14 +266,7 @@ def unpack(packed: Tensor) -> dict[str, Tensor]:
 
 def quaternion_to_matrix(q: Tensor) -> Tensor:
     """Rotation matrices [..., 3, 3] of quaternions (w, x, y, z) [..., 4] normalised as q / (|q| + 0.001)."""
-    q = q / (q.norm(dim=-1, keepdim=True) + QUAT_EPS)
-    w, x, y, z = q.unbind(-1)
-    rows = (
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    )  # fmt: skip
-    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
+    return rotation_matrices(q / (q.norm(dim=-1, keepdim=True) + QUAT_EPS))
 
 
 @dataclass
