@@ -30,6 +30,8 @@ if [[ $parts == *" tests "* ]]; then
     step synth python3 -m cgsgan dataset synth "$work/heads64" --count 256 --resolution 64
     step train-smoke python3 -m cgsgan train --preset tiny64 --kimg 0.064 --tick 0.032 --snap 1 --batch 8 \
         --device cuda --data "$work/heads64" --outdir "$work/runs"
+    step generate-smoke python3 -m cgsgan generate --device cuda --seeds 0-3 --outdir "$work/generate"
+    step mesh-smoke python3 -m cgsgan export --device cuda --seed 0 --mesh "$work/head.glb"
 fi
 if [[ $parts == *" render "* ]]; then
     step render-torch python3 benchmarks/render.py --device cuda --backend torch --repeats 20

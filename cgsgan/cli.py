@@ -102,18 +102,23 @@ def render_options(command: Callable) -> Callable:
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="cgsgan")
 def main() -> None:
-    """cgsgan: 3D-consistent Gaussian-splatting heads (CGS-GAN) -- train, render, export, convert.
+    """cgsgan: 3D-consistent Gaussian-splatting heads (CGS-GAN) -- generate, view, export, train, measure.
 
     \b
     Examples:
-      cgsgan demo                               # procedural head -> out/demo/{demo_grid.png,.ply,.splat}
-      cgsgan render out/demo/demo_head.ply --out head.png --yaw 30
+      cgsgan generate                           # built-in network: grid, turntable, .ply/.spz -> out/generate
+      cgsgan generate --network ffhqc512.safetensors --seeds 0-7 --trunc 0.7
+      cgsgan video --interp 0,1,2 --out morph.mp4
+      cgsgan view                               # web viewer on http://127.0.0.1:8080
+      cgsgan export --seed 3 --mesh head.glb    # a coloured triangle mesh
+      cgsgan info out/generate/seed0000.spz
       cgsgan render head.ply --frames 60 --out turntable.gif
-      cgsgan convert head.ply head.splat
+      cgsgan convert head.ply head.spz          # any scene format to any other
       cgsgan convert network-snapshot.pkl ffhqc512.safetensors   # import an official checkpoint
       cgsgan dataset synth out/synth64                          # the synthetic heads dataset
       cgsgan train                                              # tiny64 on synthetic heads, CPU
       cgsgan metrics --metrics fid5k_full,kid5k_full            # FID / KID of the built-in network
+      cgsgan demo                               # a procedural head, no network
       cgsgan COMMAND --help                     # options of one command
     """
 
@@ -563,6 +568,99 @@ def view(file: str | None, network: str | None, seed: int, truncation: float, ho
         pass
     finally:
         viewer.stop()
+
+
+class Components(click.ParamType):
+    """A positive count, or "all"."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).lower() == "all":
+            return None
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            self.fail(f"{value!r} is not a positive count or 'all'", param, ctx)
+        return count
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@NETWORK_OPTION
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True, help="Head to export.")
+@TRUNC_OPTION
+@click.option(
+    "--mesh",
+    "mesh_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Mesh file to write: .glb, .obj or .ply (vertex colours).",
+)
+@click.option(
+    "--mesh-resolution",
+    type=click.IntRange(min=8, max=512),
+    default=160,
+    show_default=True,
+    help="Grid points along the head's longest side (time and size grow with its cube).",
+)
+@click.option(
+    "--mesh-level",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Opacity density at the surface.",
+)
+@click.option(
+    "--mesh-components",
+    type=Components(),
+    default="1",
+    show_default=True,
+    help="Largest connected pieces to keep (all: every piece, floaters included).",
+)
+@click.option("--fill/--no-fill", default=True, show_default=True, help="Fill cavities enclosed by the surface.")
+@click.option(
+    "--up", type=UP, default="y", show_default=True, help="Up axis of the file: y (ours, glTF's) or -y (y-down tools)."
+)
+@DEVICE_OPTION
+@friendly_errors
+def export(file: str | None, network: str | None, seed: int, truncation: float, mesh_path: str,
+           mesh_resolution: int, mesh_level: float, mesh_components: int | None, fill: bool, up: str,
+           device: str | None) -> None:  # fmt: skip
+    """Turn a head into a coloured triangle mesh, for tools that take meshes rather than splats.
+
+    The Gaussians' opacity is summed on a grid, the surface at --mesh-level is
+    extracted with marching cubes (closed, outward-facing), floaters dropped,
+    and each vertex coloured from the Gaussians around it. The head is a
+    generated one (--network, --seed, --trunc) or FILE (any 3DGS scene file).
+    Needs the mesh extra: pip install "cgsgan[mesh]".
+
+    \b
+    Examples:
+      cgsgan export --mesh head.glb                      # built-in network, seed 0
+      cgsgan export --network ffhqc512.safetensors --seed 42 --mesh head.obj --mesh-resolution 256
+      cgsgan export out/generate/seed0003.ply --mesh head.ply
+    """
+    from cgsgan.apps.files import read_scene
+    from cgsgan.apps.heads import generate, open_network
+    from cgsgan.apps.mesh import MESH_SUFFIXES, export_mesh
+
+    if file is not None and network is not None:
+        raise click.UsageError("give FILE or --network, not both")
+    if Path(mesh_path).suffix.lower() not in MESH_SUFFIXES:
+        raise click.BadParameter(f"{mesh_path!r} must end in {', '.join(MESH_SUFFIXES)}", param_hint="--mesh")
+    started = time.perf_counter()
+    if file is not None:
+        scene = read_scene(file)
+    else:
+        scene = generate(open_network(_network_file(network), device or "cpu"), [seed], truncation).scene
+    path = export_mesh(scene, mesh_path, resolution=mesh_resolution, level=mesh_level, components=mesh_components,
+                       fill=fill, up=up, device=device, progress=True)  # fmt: skip
+    _report([path], started)
 
 
 @main.command(context_settings=CONTEXT)

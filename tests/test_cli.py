@@ -16,7 +16,7 @@ from cgsgan.apps import convert_file, render_file
 from cgsgan.cli import main
 from cgsgan.io import read_ply, read_splat
 
-COMMANDS = ("demo", "render", "convert", "train", "metrics")
+COMMANDS = ("generate", "video", "view", "export", "info", "demo", "render", "convert", "train", "metrics")
 DEMO_COUNT = 20000  # demo_head's default
 
 

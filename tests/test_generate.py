@@ -253,7 +253,7 @@ def test_info_rejects_other_files(tmp_path):
 
 
 # --------------------------------------------------------------------- cli
-@pytest.mark.parametrize("command", ["generate", "video", "info"])
+@pytest.mark.parametrize("command", ["generate", "video", "view", "export", "info"])
 def test_help_has_examples(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "Examples:" in result.output and f"cgsgan {command}" in result.output
@@ -291,3 +291,26 @@ def test_view_help_and_errors(tmp_path):
         port = busy.getsockname()[1]
         assert_clean_error(invoke("view", "--port", port), f"port {port}", "already in use")
     assert_clean_error(invoke("view", mesh, "--network", mesh), "not both")
+
+
+# ------------------------------------------------------------------ export
+def test_export_mesh_command(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    pytest.importorskip("skimage")
+    result = invoke("export", "--seed", 2, "--mesh", tmp_path / "head.glb", "--mesh-resolution", 48)
+    assert result.exit_code == 0, result.output
+    mesh = trimesh.load(tmp_path / "head.glb", force="mesh")
+    assert len(mesh.faces) > 100 and mesh.is_watertight
+    paths = generate_files(None, "2", tmp_path, formats="ply")
+    result = invoke("export", paths["ply"][0], "--mesh", tmp_path / "file.obj", "--mesh-resolution", 48)
+    assert result.exit_code == 0, result.output
+    from_file = trimesh.load(tmp_path / "file.obj", force="mesh")
+    assert np.allclose(from_file.bounds, mesh.bounds, atol=1e-4)  # the same head, from the network or its PLY
+
+
+def test_export_command_errors(tmp_path):
+    assert_clean_error(invoke("export", "--mesh", tmp_path / "head.stl"), "must end in .glb, .obj, .ply")
+    assert_clean_error(invoke("export", "--mesh", tmp_path / "h.obj", "--mesh-components", "0"), "'all'")
+    assert_clean_error(invoke("export"), "Missing option '--mesh'")
+    ply = generate_files(None, "0", tmp_path, formats="ply")["ply"][0]
+    assert_clean_error(invoke("export", ply, "--network", ply, "--mesh", tmp_path / "h.obj"), "not both")
