@@ -17,7 +17,8 @@ import click
 
 from cgsgan import __version__
 from cgsgan.apps import convert_file, render_file, run_demo
-from cgsgan.apps.files import SCENE_SUFFIXES
+from cgsgan.apps.files import SCENE_SUFFIXES, scene_stem
+from cgsgan.apps.video import PITCH_RANGE, YAW_RANGE
 from cgsgan.camera import DEFAULT_RADIUS
 from cgsgan.config import PRESETS
 from cgsgan.io.checkpoint import convert_official
@@ -260,7 +261,7 @@ def render(
     """
     path = scene_file(file, "FILE")
     if out is None:
-        out = f"{path.stem}.png" if frames == 1 else f"{path.stem}_turntable"
+        out = f"{scene_stem(path)}.png" if frames == 1 else f"{scene_stem(path)}_turntable"
     started = time.perf_counter()
     paths = render_file(path, out, resolution=resolution, yaw=math.radians(yaw), pitch=math.radians(pitch),
                         frames=frames, radius=radius, background=background, up=up, backend=backend,
@@ -456,8 +457,10 @@ def generate(network: str | None, seeds: list[int], truncation: float, outdir: s
 @click.option(
     "--pitch", type=float, default=0.0, show_default=True, help="Degrees from level; positive moves the camera down."
 )
-@click.option("--yaw-range", type=float, default=20.0, show_default=True, help="Sweep: yaw amplitude, deg.")
-@click.option("--pitch-range", type=float, default=8.6, show_default=True, help="Sweep: pitch amplitude, deg.")
+@click.option("--yaw-range", type=float, default=round(math.degrees(YAW_RANGE), 2), show_default=True,
+              help="Sweep: yaw amplitude, deg.")  # fmt: skip
+@click.option("--pitch-range", type=float, default=round(math.degrees(PITCH_RANGE), 2), show_default=True,
+              help="Sweep: pitch amplitude, deg.")  # fmt: skip
 @click.option(
     "--radius",
     type=click.FloatRange(min=0, min_open=True),
@@ -551,8 +554,7 @@ def view(file: str | None, network: str | None, seed: int, truncation: float, ho
 
     from cgsgan.apps import viewer as viewer_app
 
-    if file is not None and network is not None:
-        raise click.UsageError("give FILE or --network, not both")
+    only_network_or_file(file, ("network", "seed", "truncation", "device"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if file is not None:
@@ -568,6 +570,15 @@ def view(file: str | None, network: str | None, seed: int, truncation: float, ho
         pass
     finally:
         viewer.stop()
+
+
+def only_network_or_file(file: str | None, names: tuple[str, ...]) -> None:
+    """With FILE, refuse the options that only make sense for a network (rather than ignore them)."""
+    ctx = click.get_current_context()
+    given = [n for n in names if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
+    if file is not None and given:
+        flags = ", ".join("--" + ("trunc" if n == "truncation" else n) for n in given)
+        raise click.UsageError(f"{flags} appl{'ies' if len(given) == 1 else 'y'} to a network, not to FILE")
 
 
 class Components(click.ParamType):
@@ -649,15 +660,16 @@ def export(file: str | None, network: str | None, seed: int, truncation: float, 
     from cgsgan.apps.heads import generate, open_network
     from cgsgan.apps.mesh import MESH_SUFFIXES, export_mesh
 
-    if file is not None and network is not None:
-        raise click.UsageError("give FILE or --network, not both")
+    only_network_or_file(file, ("network", "seed", "truncation"))
     if Path(mesh_path).suffix.lower() not in MESH_SUFFIXES:
         raise click.BadParameter(f"{mesh_path!r} must end in {', '.join(MESH_SUFFIXES)}", param_hint="--mesh")
+    if file is not None and Path(file).resolve() == Path(mesh_path).resolve():
+        raise click.BadParameter("the mesh would overwrite FILE: choose another name", param_hint="--mesh")
     started = time.perf_counter()
     if file is not None:
         scene = read_scene(file)
     else:
-        scene = generate(open_network(_network_file(network), device or "cpu"), [seed], truncation).scene
+        scene = generate(open_network(_network_file(network), device), [seed], truncation).scene
     path = export_mesh(scene, mesh_path, resolution=mesh_resolution, level=mesh_level, components=mesh_components,
                        fill=fill, up=up, device=device, progress=True)  # fmt: skip
     _report([path], started)

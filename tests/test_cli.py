@@ -133,6 +133,14 @@ def test_render_mp4_of_odd_size(demo_dir, tmp_path):
     assert iio.imread(out, index=None).shape == (3, 16, 16, 3)  # padded to even sizes for yuv420p
 
 
+def test_render_names_its_output_after_the_scene(demo_dir, tmp_path, monkeypatch):
+    convert_file(demo_dir / "demo_head.ply", tmp_path / "head.compressed.ply")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("render", "head.compressed.ply", "--resolution", 16)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "head.png").is_file()
+
+
 def test_render_file_api(demo_dir, tmp_path):
     paths = render_file(demo_dir / "demo_head.ply", tmp_path, resolution=16, background=0.5, progress=False)
     assert paths == [tmp_path / "demo_head.png"]

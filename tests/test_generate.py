@@ -83,6 +83,21 @@ def test_generate_maps_once_and_keeps_seed_order(G):
     assert torch.allclose(one.scene.xyz[0], heads.scene.xyz[1], atol=1e-6)  # batching does not change a head
 
 
+def test_truncation_is_applied_once(G):
+    # StyleGAN truncation: w = w_avg + psi (w_1 - w_avg), w_1 the untruncated w; once, not twice.
+    z = seed_latents([7], G.cfg.z_dim)
+    with torch.no_grad():
+        w1 = G.mapping(z, truncation_psi=1.0)
+    expected = G.mapping_network.w_avg + 0.5 * (w1 - G.mapping_network.w_avg)
+    assert torch.allclose(generate(G, [7], truncation=0.5).ws, expected, atol=1e-5)
+
+
+def test_parse_seeds_is_fast_on_long_lists():
+    with pytest.raises(ValueError, match="seed 0 is listed twice"):
+        parse_seeds("1-99998,0,0")  # linear time: a quadratic search took minutes here
+    assert len(parse_seeds("0-99999")) == 100_000
+
+
 def test_truncation_zero_gives_the_average_head(G):
     heads = generate(G, [0, 1], truncation=0.0)
     assert torch.allclose(heads.scene.xyz[0], heads.scene.xyz[1])
@@ -133,6 +148,29 @@ def test_generate_files_writes_everything_asked_for(G, tmp_path):
     assert int(latent["seed"]) == 4 and float(latent["truncation_psi"]) == pytest.approx(0.6)
     assert np.array_equal(latent["z"], seed_latents([4], G.cfg.z_dim).numpy())
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left
+
+
+def test_generate_files_compressed_formats_and_frame(G, tmp_path):
+    from cgsgan.apps.files import read_scene
+    from cgsgan.io import read_spz_header
+
+    paths = generate_files(None, "3", tmp_path, formats="spz,compressed-ply", spz_version=3, up="-y")
+    assert [p.name for p in paths["compressed-ply"]] == ["seed0003.compressed.ply"]
+    assert read_spz_header(paths["spz"][0]).version == 3
+    head = generate(G, [3]).scene
+    for path in (paths["spz"][0], paths["compressed-ply"][0]):
+        back = read_scene(path, up="-y")  # stored y down; read back into our frame
+        # compressed PLY reorders the Gaussians (by chunk): compare each with its nearest
+        nearest = torch.cdist(back.xyz[0], head.xyz[0]).min(dim=1).values
+        assert back.num_gaussians == 5376 and nearest.max() < 1e-3  # within both formats' position steps
+        flipped = read_scene(path)  # read as if y up: upside down
+        assert torch.allclose(flipped.xyz[..., 1], -back.xyz[..., 1], atol=1e-6)
+
+
+def test_grid_and_turntable_show_the_first_16_seeds(tmp_path):
+    paths = generate_files(None, "0-16", tmp_path, formats="grid,ply", resolution=8)
+    assert iio.imread(paths["grid"][0]).shape == (16 * 8, 7 * 8, 3)
+    assert len(paths["ply"]) == 17 and paths["ply"][-1].name == "seed0016.ply"
 
 
 def test_grid_columns_are_the_reference_yaws():
@@ -198,6 +236,19 @@ def test_video_without_ffmpeg_says_how_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "v.mp4").exists()
 
 
+def test_video_command_angles_are_degrees(G, tmp_path):
+    from cgsgan.apps.files import render_file
+
+    out = tmp_path / "v.gif"
+    result = invoke("video", "--seeds", 4, "--frames", 2, "--resolution", 24, "--yaw", 90, "--pitch", -10, "--out", out)
+    assert result.exit_code == 0, result.output
+    ply = generate_files(None, "4", tmp_path, formats="ply")["ply"][0]
+    still = render_file(ply, tmp_path / "still.png", resolution=24, yaw=math.pi / 2, pitch=math.radians(-10),
+                        progress=False)[0]  # fmt: skip
+    frame = iio.imread(out, index=0).astype(int)
+    assert np.abs(frame - iio.imread(still).astype(int)).max() <= 3  # GIF palette rounding
+
+
 def test_video_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
         make_video(None, [0], tmp_path / "v.avi")
@@ -249,6 +300,7 @@ def test_info_rejects_other_files(tmp_path):
     other = tmp_path / "notes.txt"
     other.write_text("hello")
     assert_clean_error(invoke("info", other), "not a network")
+    assert_clean_error(invoke("info", tmp_path), "without dataset.json")
     assert_clean_error(invoke("info", tmp_path / "missing.ply"), "does not exist")
 
 
@@ -290,7 +342,8 @@ def test_view_help_and_errors(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         assert_clean_error(invoke("view", "--port", port), f"port {port}", "already in use")
-    assert_clean_error(invoke("view", mesh, "--network", mesh), "not both")
+    assert_clean_error(invoke("view", mesh, "--network", mesh), "--network applies to a network, not to FILE")
+    assert_clean_error(invoke("view", mesh, "--seed", 3, "--trunc", 0.5), "--seed, --trunc apply to a network")
 
 
 # ------------------------------------------------------------------ export
@@ -313,4 +366,22 @@ def test_export_command_errors(tmp_path):
     assert_clean_error(invoke("export", "--mesh", tmp_path / "h.obj", "--mesh-components", "0"), "'all'")
     assert_clean_error(invoke("export"), "Missing option '--mesh'")
     ply = generate_files(None, "0", tmp_path, formats="ply")["ply"][0]
-    assert_clean_error(invoke("export", ply, "--network", ply, "--mesh", tmp_path / "h.obj"), "not both")
+    assert_clean_error(invoke("export", ply, "--network", ply, "--mesh", tmp_path / "h.obj"), "--network applies")
+    assert_clean_error(invoke("export", ply, "--seed", 1, "--mesh", tmp_path / "h.obj"), "--seed applies")
+    assert_clean_error(invoke("export", ply, "--mesh", ply), "would overwrite FILE")
+    assert ply.read_bytes()[:3] == b"ply" and read_ply(ply).num_gaussians == 5376  # untouched
+    assert_clean_error(invoke("export", "--mesh", tmp_path / "h.obj", "--device", "nope"), "must be a torch device")
+    if not torch.cuda.is_available():
+        assert_clean_error(invoke("export", "--mesh", tmp_path / "h.obj", "--device", "cuda"), "CUDA is not available")
+
+
+def test_generate_from_our_checkpoint_and_a_run_folder(G, tmp_path):
+    from cgsgan.io import save_networks
+
+    run = tmp_path / "00000-tiny64-synth"
+    save_networks(run / "network-snapshot-000010.safetensors", {"G_ema": G}, G.cfg)
+    for network in (run / "network-snapshot-000010.safetensors", run):
+        out = tmp_path / network.name
+        result = invoke("generate", "--network", network, "--seeds", "5", "--formats", "ply", "--outdir", out)
+        assert result.exit_code == 0, result.output
+        assert torch.equal(read_ply(out / "seed0005.ply").xyz, generate(G, [5]).scene.xyz)

@@ -81,6 +81,15 @@ def _scene_suffix(path: PathLike, role: str) -> str:
     return suffix
 
 
+def scene_stem(path: PathLike) -> str:
+    """A scene file's name without its scene suffix (head.compressed.ply -> head)."""
+    name = Path(path).name
+    for suffix in sorted(SCENE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem or "scene"
+
+
 def _check_spz_version(spz_version: int) -> None:
     if spz_version not in (2, 3):
         raise ValueError(f"spz_version must be 2 or 3, got {spz_version!r}")
@@ -217,20 +226,23 @@ def write_video(path: str | os.PathLike, frames: Iterator[np.ndarray], fps: floa
         import imageio_ffmpeg
 
         writer = None
-        for frame in frames:
-            # yuv420p (the format every player takes) needs even sizes: repeat the last row / column.
-            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-            if writer is None:  # the size is known with the first frame
-                # ffmpeg writes the temp file itself; "-f mp4" because its name ends in .tmp.
-                writer = imageio_ffmpeg.write_frames(
-                    f.name, (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                    quality=8, macro_block_size=1, output_params=["-f", "mp4"], ffmpeg_log_level="error",
-                )  # fmt: skip
-                writer.send(None)
-            writer.send(np.ascontiguousarray(frame))
+        try:
+            for frame in frames:
+                # yuv420p (the format every player takes) needs even sizes: repeat the last row / column.
+                frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+                if writer is None:  # the size is known with the first frame
+                    # ffmpeg writes the temp file itself; "-f mp4" because its name ends in .tmp.
+                    writer = imageio_ffmpeg.write_frames(
+                        f.name, (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                        quality=8, macro_block_size=1, output_params=["-f", "mp4"], ffmpeg_log_level="error",
+                    )  # fmt: skip
+                    writer.send(None)
+                writer.send(np.ascontiguousarray(frame))
+        finally:  # also after a failed render or Ctrl+C: ffmpeg must not outlive the temp file
+            if writer is not None:
+                writer.close()
         if writer is None:
             raise ValueError("no frames to write")
-        writer.close()
 
     return atomic_write(path, write)
 

@@ -1,7 +1,7 @@
 """``cgsgan generate``: a grid of heads from several yaws, and each head as files.
 
     paths = generate_files(None, [0, 1, 2], "out/generate")          # the built-in network
-    paths["grid"]      # [grid.png]: one row per seed, the reference's 7 yaws as columns
+    paths["grid"]      # [grid.png]: one row per seed (the first 16), the reference's 7 yaws as columns
     paths["ply"]       # [seed0000.ply, ...]: standard 3DGS PLY (Unity, SuperSplat, web viewers)
     paths["spz"]       # [seed0000.spz, ...]: compressed, version 2 (Unity reads only v2)
     paths["npz"]       # [seed0000.npz, ...]: z [1, 512], w [1, num_ws, 512], seed, truncation_psi
@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from cgsgan.apps.files import render_views, resolve_device, write_scene
-from cgsgan.apps.heads import Heads, generate, open_network, parse_seeds
+from cgsgan.apps.heads import Heads, check_truncation, generate, open_network, parse_seeds
 from cgsgan.apps.video import camera_path, video_frames, write_video
 from cgsgan.atomic import atomic_write
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, look_at
@@ -39,6 +39,8 @@ GRID_YAWS = tuple(math.pi * a for a in (0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2))  # t
 FORMATS = ("grid", "turntable", "ply", "splat", "spz", "compressed-ply", "npz")  # what --formats may name
 DEFAULT_FORMATS = ("grid", "turntable", "ply", "splat", "spz", "npz")
 TURNTABLE_FRAMES, TURNTABLE_SECONDS = 48, 2.0
+PICTURE_SEEDS = 16  # the grid and the turntable show the first 16 seeds; files are written for all
+BATCH = 8  # heads generated at once for the files
 SCENE_SUFFIXES = {"ply": ".ply", "splat": ".splat", "spz": ".spz", "compressed-ply": ".compressed.ply"}
 
 
@@ -97,11 +99,14 @@ def generate_files(
     network: a cgsgan .safetensors, an official .pkl, a loaded generator, or
     None for the built-in network. resolution: grid cell size (default: the
     network's). ``up`` is the frame of the scene files ("-y" for y-down viewers).
-    Returns {format: [paths]} in seed order. Everything is checked before the
-    network runs, and each file is written whole or not at all.
+    Returns {format: [paths]} in seed order. The grid and the turntable show
+    the first 16 seeds; the files are written for every seed, 8 heads at a
+    time. Arguments are checked before the network runs, and each file is
+    written whole or not at all.
     """
     seeds = parse_seeds(seeds)
     formats = check_formats(formats)
+    truncation = check_truncation(truncation)
     check_up(up)
     if spz_version not in (2, 3):
         raise ValueError(f"spz_version must be 2 or 3, got {spz_version!r}")
@@ -109,32 +114,40 @@ def generate_files(
         raise ValueError(f"resolution must be an integer >= 8, got {resolution!r}")
     device = resolve_device(device)
     G = network if isinstance(network, CGSGenerator) else open_network(network, device)
+    G = G.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    resolution = resolution or G.cfg.resolution
 
-    heads = generate(G.to(device), seeds, truncation)
     paths: dict[str, list[Path]] = {f: [] for f in formats}
-    if "grid" in formats:
-        bar = (lambda xs: tqdm(xs, desc="grid", unit="head")) if progress else None
-        grid = grid_image(heads, resolution or G.cfg.resolution, backend=backend, progress=bar)
-        path = out_dir / "grid.png"
-        atomic_write(path, lambda f: iio.imwrite(f, grid, extension=".png"))
-        paths["grid"].append(path)
-    if "turntable" in formats:
-        labels = camera_path("orbit", TURNTABLE_FRAMES, device=device)
-        white = torch.ones(3, device=device)
-        frames = video_frames(lambda t: heads.scene, labels, resolution or G.cfg.resolution, white, backend)
-        path = write_video(out_dir / "turntable.gif", frames, TURNTABLE_FRAMES / TURNTABLE_SECONDS,
-                           progress=progress, total=TURNTABLE_FRAMES)  # fmt: skip
-        paths["turntable"].append(path)
+    shown = seeds[:PICTURE_SEEDS]
+    if "grid" in formats or "turntable" in formats:
+        heads = generate(G, shown, truncation)
+        if "grid" in formats:
+            bar = (lambda xs: tqdm(xs, desc="grid", unit="head")) if progress else None
+            grid = grid_image(heads, resolution, backend=backend, progress=bar)
+            paths["grid"].append(atomic_write(out_dir / "grid.png", lambda f: iio.imwrite(f, grid, extension=".png")))
+        if "turntable" in formats:
+            labels = camera_path("orbit", TURNTABLE_FRAMES, device=device)
+            frames = video_frames(lambda t: heads.scene, labels, resolution, torch.ones(3, device=device), backend)
+            path = write_video(out_dir / "turntable.gif", frames, TURNTABLE_FRAMES / TURNTABLE_SECONDS,
+                               progress=progress, total=TURNTABLE_FRAMES)  # fmt: skip
+            paths["turntable"].append(path)
+        del heads
     files = [f for f in formats if f not in ("grid", "turntable")]
-    for i in tqdm(range(len(seeds)), desc="writing", unit="head", disable=not (progress and files)):
-        for fmt in files:
-            path = scene_path(out_dir, seeds[i], fmt)
-            if fmt == "npz":
-                _write_npz(path, heads.latent_arrays(i))
-            else:
-                extra = {"spz_version": spz_version} if fmt == "spz" else {}
-                write_scene(path, heads.scene[i], up=up, **extra)
-            paths[fmt].append(path)
+    bar = tqdm(total=len(seeds), desc="writing", unit="head", disable=not (progress and files))
+    for start in range(0, len(seeds) if files else 0, BATCH):  # a batch at a time: memory stays bounded
+        batch = seeds[start : start + BATCH]
+        heads = generate(G, batch, truncation)
+        for i, seed in enumerate(batch):
+            for fmt in files:
+                path = scene_path(out_dir, seed, fmt)
+                if fmt == "npz":
+                    _write_npz(path, heads.latent_arrays(i))
+                else:
+                    extra = {"spz_version": spz_version} if fmt == "spz" else {}
+                    write_scene(path, heads.scene[i], up=up, **extra)
+                paths[fmt].append(path)
+            bar.update()
+    bar.close()
     return paths

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cgsgan.apps.files import resolve_device
 from cgsgan.config import GeneratorConfig
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io import load_network
 from cgsgan.models import CGSGenerator
 
-__all__ = ["Heads", "MAX_SEEDS", "generate", "level_ranges", "open_network", "parse_seeds", "seed_latents"]
+__all__ = [
+    "Heads",
+    "MAX_SEEDS",
+    "check_truncation",
+    "generate",
+    "level_ranges",
+    "open_network",
+    "parse_seeds",
+    "seed_latents",
+]
 
 MAX_SEEDS = 100_000  # a range longer than this is almost surely a typo
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes 32-bit seeds
@@ -56,8 +67,8 @@ def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
             start, stop = int(match[1]), int(match[2] or match[1])
             if stop < start:
                 raise ValueError(f"seeds {text!r}: the range {part!r} runs backwards")
-            if stop - start >= MAX_SEEDS:
-                raise ValueError(f"seeds {text!r}: {part!r} has more than {MAX_SEEDS} seeds")
+            if len(items) + stop - start >= MAX_SEEDS:
+                raise ValueError(f"seeds {text!r}: more than {MAX_SEEDS} seeds")
             items.extend(range(start, stop + 1))
     else:
         items = list(text)
@@ -69,7 +80,7 @@ def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
     if bad:
         raise ValueError(f"seeds must be in 0..{MAX_SEED}, got {bad[0]}")
     if len(set(items)) != len(items):
-        repeated = next(s for s in items if items.count(s) > 1)
+        repeated = next(s for s, n in Counter(items).items() if n > 1)
         raise ValueError(f"seed {repeated} is listed twice")
     if len(items) > MAX_SEEDS:
         raise ValueError(f"{len(items)} seeds: at most {MAX_SEEDS} at once")
@@ -82,11 +93,19 @@ def seed_latents(seeds: Sequence[int], z_dim: int) -> Tensor:
     return torch.from_numpy(np.concatenate(rows)).float()
 
 
-def open_network(network: str | os.PathLike | None, device: str | torch.device = "cpu") -> CGSGenerator:
+def open_network(network: str | os.PathLike | None, device: str | torch.device | None = "cpu") -> CGSGenerator:
     """A generator, ready for inference, from a cgsgan .safetensors file, an official .pkl or None (built in)."""
+    device = resolve_device(device)
     if network is not None and not Path(network).is_file():
         raise FileNotFoundError(errno.ENOENT, "no network file", str(network))
     return load_network(network, device=device)
+
+
+def check_truncation(truncation: object) -> float:
+    """``truncation`` as a float; ValueError unless it is a finite number."""
+    if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) or not np.isfinite(truncation):
+        raise ValueError(f"truncation must be a number (1 = none, 0 = the average head), got {truncation!r}")
+    return float(truncation)
 
 
 @dataclass
@@ -125,8 +144,7 @@ def generate(
     """
     if (seeds is None) == (z is None):
         raise ValueError("give either seeds or z")
-    if not isinstance(truncation, (int, float)) or isinstance(truncation, bool) or not np.isfinite(truncation):
-        raise ValueError(f"truncation must be a number (1 = none, 0 = the average head), got {truncation!r}")
+    truncation = check_truncation(truncation)
     device = next(G.parameters()).device
     if z is None:
         z = seed_latents(seeds, G.cfg.z_dim)

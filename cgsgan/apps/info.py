@@ -151,7 +151,11 @@ def describe(path: str | os.PathLike) -> Info:
     name = path.name.lower()
     if path.is_dir() and (path / "snapshots.json").is_file():
         return _run(path)
-    if path.is_dir() or name.endswith(".zip"):
+    if path.is_dir():  # the FFHQC layout keeps dataset.json beside the resolution folders
+        if not any((folder / "dataset.json").is_file() for folder in (path, path.parent)):
+            raise ValueError(f"{path}: a folder without dataset.json (in it or beside it) is not a dataset or a run")
+        return _dataset(path)
+    if name.endswith(".zip"):
         return _dataset(path)
     if name.endswith(".safetensors"):
         return _network(path)

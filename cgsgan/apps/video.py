@@ -29,15 +29,16 @@ import torch
 from torch import Tensor
 
 from cgsgan.apps.files import check_video_path, resolve_device, to_uint8, write_video
-from cgsgan.apps.heads import generate, open_network, parse_seeds
+from cgsgan.apps.heads import check_truncation, generate, open_network, parse_seeds
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
 from cgsgan.gaussians import GaussianScene
 from cgsgan.models import CGSGenerator
 from cgsgan.render import render
 
-__all__ = ["PATHS", "camera_path", "interpolated_ws", "make_video", "video_frames"]
+__all__ = ["PATHS", "PITCH_RANGE", "YAW_RANGE", "camera_path", "interpolated_ws", "make_video", "video_frames"]
 
 PATHS = ("orbit", "sweep")
+YAW_RANGE, PITCH_RANGE = 0.35, 0.15  # radians: EG3D's video sweep
 
 
 def camera_path(
@@ -46,8 +47,8 @@ def camera_path(
     yaw: float = 0.0,
     pitch: float = 0.0,
     radius: float = DEFAULT_RADIUS,
-    yaw_range: float = 0.35,
-    pitch_range: float = 0.15,
+    yaw_range: float = YAW_RANGE,
+    pitch_range: float = PITCH_RANGE,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Camera labels [frames, 25] of an ``orbit`` or a ``sweep`` (angles in radians, see the module)."""
@@ -96,8 +97,8 @@ def make_video(
     yaw: float = 0.0,
     pitch: float = 0.0,
     radius: float = DEFAULT_RADIUS,
-    yaw_range: float = 0.35,
-    pitch_range: float = 0.15,
+    yaw_range: float = YAW_RANGE,
+    pitch_range: float = PITCH_RANGE,
     interp: bool = False,
     background: Sequence[float] = (1.0, 1.0, 1.0),
     backend: str = "auto",
@@ -112,6 +113,7 @@ def make_video(
     checked (and the MP4 writer looked for) before the network runs.
     """
     seeds = parse_seeds(seeds)
+    truncation = check_truncation(truncation)
     out = check_video_path(out)
     for name, value, low in (("frames", frames, 1), ("resolution", resolution, 8)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

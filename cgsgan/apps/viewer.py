@@ -218,15 +218,6 @@ def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _file_stem(path: str | os.PathLike) -> str:
-    """The name of a scene file without its scene suffix (head.compressed.ply -> head)."""
-    name = Path(path).name
-    for suffix in (".compressed.ply", *files.SCENE_SUFFIXES):
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem or "scene"
-
-
 # ------------------------------------------------------------------ viewer
 class Viewer:
     """A running viser server showing one head; see the module docstring.
@@ -320,7 +311,7 @@ class Viewer:
     def from_file(cls, path: str | os.PathLike, **kwargs: Any) -> Viewer:
         """A viewer of a 3DGS file that :func:`cgsgan.apps.files.read_scene` reads; kwargs as for :class:`Viewer`."""
         _precheck(kwargs)
-        viewer = cls(scene=files.read_scene(path), name=_file_stem(path), **kwargs)
+        viewer = cls(scene=files.read_scene(path), name=files.scene_stem(path), **kwargs)
         viewer._source = Path(path)
         return viewer
 
