@@ -64,7 +64,7 @@ from plyfile import PlyData, PlyElement
 from cgsgan.atomic import atomic_write
 from cgsgan.gaussians import SH_C0, GaussianScene
 from cgsgan.io.frames import check_up, to_frame
-from cgsgan.io.ply import _parse, check_readable, scene_from_arrays, scene_sample_arrays
+from cgsgan.io.ply import _parse, check_readable, logit, scene_from_arrays, scene_sample_arrays, sigmoid
 
 __all__ = ["is_compressed_ply", "morton_order", "read_compressed_ply", "write_compressed_ply"]
 
@@ -80,16 +80,6 @@ SHIFTS_111011 = (21, 11, 0)
 
 
 # ------------------------------------------------------------------ helpers
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    eps = float(np.finfo(np.float32).eps)
-    p = np.clip(p, eps, 1.0 - eps)
-    return np.log(p) - np.log1p(-p)
-
-
 def _unorm(t: np.ndarray, bits: int) -> np.ndarray:
     """[0, 1] floats -> round(t * (2**bits - 1)) as uint32, clipped."""
     top = (1 << bits) - 1
@@ -218,7 +208,7 @@ def write_compressed_ply(
     vertex["packed_scale"] = _pack_111011(columns["scale"])
     vertex["packed_rotation"] = _pack_rotations(a["rotation"])
     colour = columns["color"]
-    opacity = _unorm(_sigmoid(a["opacity"][:, 0]), 8)
+    opacity = _unorm(sigmoid(a["opacity"][:, 0]), 8)
     vertex["packed_color"] = (
         (_unorm(colour[:, 0], 8) << np.uint32(24))
         | (_unorm(colour[:, 1], 8) << np.uint32(16))
@@ -311,7 +301,7 @@ def read_compressed_ply(path: str | os.PathLike, up: str = "y") -> GaussianScene
         "xyz": lerp(_unpack_111011(vertex["packed_position"].astype(np.uint32)), POSITION_BOUNDS),
         "scale": lerp(_unpack_111011(vertex["packed_scale"].astype(np.uint32)), SCALE_BOUNDS),
         "rotation": _unpack_rotations(vertex["packed_rotation"].astype(np.uint32)),
-        "opacity": _logit((colour & 255).astype(np.float64)[:, None] / 255.0),
+        "opacity": logit((colour & 255).astype(np.float64)[:, None] / 255.0),
         "color": (rgb - 0.5) / SH_C0,
     }
     return to_frame(scene_from_arrays(arrays), up, inverse=True)

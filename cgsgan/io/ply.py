@@ -61,6 +61,18 @@ PLY_PROPERTIES_COMPACT: tuple[str, ...] = tuple(
 
 
 # --------------------------------------------------------------- shared helpers
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function, float64 (opacity logits -> opacities)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Inverse sigmoid of [0, 1] values, clamped away from 0 and 1 as GaussianScene.from_activated does."""
+    eps = float(np.finfo(np.float32).eps)
+    p = np.clip(p, eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
 def scene_sample_arrays(scene: GaussianScene, sample: int, up: str) -> dict[str, np.ndarray]:
     """One validated sample of ``scene`` in frame ``up`` as float32 arrays [N, width] per field.
 

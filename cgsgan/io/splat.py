@@ -25,7 +25,7 @@ import torch
 from cgsgan.atomic import atomic_write
 from cgsgan.gaussians import SH_C0, GaussianScene
 from cgsgan.io.frames import check_up, to_frame
-from cgsgan.io.ply import check_readable, scene_sample_arrays
+from cgsgan.io.ply import check_readable, scene_sample_arrays, sigmoid
 
 # 12 + 12 + 4 + 4 = 32 bytes, no padding.
 SPLAT_DTYPE = np.dtype([("xyz", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
@@ -34,11 +34,6 @@ SPLAT_DTYPE = np.dtype([("xyz", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4
 def _to_bytes(values: np.ndarray) -> np.ndarray:
     """Map [0, 1]-ish floats [...] to uint8 like convert.py: * 255, clip, truncate."""
     return (values * 255.0).clip(0, 255).astype(np.uint8)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """Overflow-free logistic function, float64."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))
 
 
 def _encode_rotation(rotation: np.ndarray) -> np.ndarray:
@@ -67,7 +62,7 @@ def write_splat(path: str | os.PathLike, scene: GaussianScene, sample: int = 0, 
     out["xyz"] = a["xyz"][order]
     out["scale"] = np.exp(a["scale"][order])
     rgb = 0.5 + SH_C0 * a["color"][order].astype(np.float64)
-    out["rgba"] = _to_bytes(np.concatenate([rgb, _sigmoid(a["opacity"][order])], axis=-1))
+    out["rgba"] = _to_bytes(np.concatenate([rgb, sigmoid(a["opacity"][order])], axis=-1))
     out["rot"] = _encode_rotation(a["rotation"][order])
     return atomic_write(path, lambda f: f.write(memoryview(out).cast("B")))
 

@@ -89,7 +89,7 @@ import numpy as np
 from cgsgan.atomic import atomic_write
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io.frames import check_up, to_frame
-from cgsgan.io.ply import check_readable, scene_from_arrays, scene_sample_arrays
+from cgsgan.io.ply import check_readable, logit, scene_from_arrays, scene_sample_arrays, sigmoid
 
 __all__ = ["SpzHeader", "read_spz", "read_spz_header", "write_spz"]
 
@@ -129,17 +129,6 @@ class SpzHeader:
 def _round_bytes(values: np.ndarray) -> np.ndarray:
     """float64 -> uint8 like Niantic's toUint8: round half away from zero, clip to [0, 255]."""
     return np.clip(np.trunc(values + np.copysign(0.5, values)), 0, 255).astype(np.uint8)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    """Inverse sigmoid of [0, 1] values, clamped away from 0 and 1 as GaussianScene.from_activated does."""
-    eps = float(np.finfo(np.float32).eps)
-    p = np.clip(p, eps, 1.0 - eps)
-    return np.log(p) - np.log1p(-p)
 
 
 def _unit_quaternions_xyzw(rotation: np.ndarray) -> np.ndarray:
@@ -241,7 +230,7 @@ def write_spz(
             "lower fractional_bits"
         )
     positions = (fixed.astype("<i4").view(np.uint8).reshape(n, 3, 4)[:, :, :3]).copy()
-    alphas = _round_bytes(_sigmoid(a["opacity"][:, 0]) * 255.0)
+    alphas = _round_bytes(sigmoid(a["opacity"][:, 0]) * 255.0)
     colors = _round_bytes(a["color"].astype(np.float64) * (COLOR_SCALE * 255.0) + 127.5)
     scales = _round_bytes((a["scale"].astype(np.float64) + 10.0) * 16.0)
     q = _unit_quaternions_xyzw(a["rotation"])
@@ -387,7 +376,7 @@ def read_spz(path: str | os.PathLike, up: str = "y") -> GaussianScene:
         "xyz": xyz,
         "scale": sections["scales"].reshape(n, 3) / 16.0 - 10.0,
         "rotation": q[:, [3, 0, 1, 2]],
-        "opacity": _logit(sections["alphas"].reshape(n, 1) / 255.0),
+        "opacity": logit(sections["alphas"].reshape(n, 1) / 255.0),
         "color": (sections["colors"].reshape(n, 3) / 255.0 - 0.5) / COLOR_SCALE,
     }
     return to_frame(scene_from_arrays(arrays), STORED_FRAME[up], inverse=True)
