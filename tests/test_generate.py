@@ -385,3 +385,33 @@ def test_generate_from_our_checkpoint_and_a_run_folder(G, tmp_path):
         result = invoke("generate", "--network", network, "--seeds", "5", "--formats", "ply", "--outdir", out)
         assert result.exit_code == 0, result.output
         assert torch.equal(read_ply(out / "seed0005.ply").xyz, generate(G, [5]).scene.xyz)
+
+
+# -------------------------------------------------------------- synthesis speed
+def test_reduced_precision_stays_close_to_float32(G):
+    from cgsgan.camera import look_at
+    from cgsgan.render import render
+
+    labels = look_at(math.pi / 2, math.pi / 2).expand(4, -1)
+    exact = render(generate(G, [0, 1, 2, 3]).scene, labels, 64, background=1.0).image
+    half = generate(G, [0, 1, 2, 3], precision="bfloat16")
+    assert half.scene.dtype == torch.float32 and half.ws.dtype == torch.float32
+    image = render(half.scene, labels, 64, background=1.0).image
+    psnr = 10 * math.log10(1 / (image - exact).square().mean().item())
+    assert psnr > 33  # the README's figure for the built-in network: about 39 dB
+    with pytest.raises(ValueError, match="precision must be one of"):
+        generate(G, [0], precision="int8")
+
+
+def test_synthesis_benchmark_smoke():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "benchmarks/synthesis.py", "--smoke"], cwd=root, capture_output=True,
+                            text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| tiny64")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "5,376" and cells[3] == "float32" and float(cells[4]) > 0  # Gaussians, precision, FPS

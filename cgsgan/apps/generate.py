@@ -90,6 +90,7 @@ def generate_files(
     resolution: int | None = None,
     up: str = "y",
     spz_version: int = 2,
+    precision: str = "float32",
     backend: str = "auto",
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -99,6 +100,7 @@ def generate_files(
     network: a cgsgan .safetensors, an official .pkl, a loaded generator, or
     None for the built-in network. resolution: grid cell size (default: the
     network's). ``up`` is the frame of the scene files ("-y" for y-down viewers).
+    ``precision`` is the network's (see :func:`cgsgan.apps.heads.generate`).
     Returns {format: [paths]} in seed order. The grid and the turntable show
     the first 16 seeds; the files are written for every seed, 8 heads at a
     time. Arguments are checked before the network runs, and each file is
@@ -122,7 +124,7 @@ def generate_files(
     paths: dict[str, list[Path]] = {f: [] for f in formats}
     shown = seeds[:PICTURE_SEEDS]
     if "grid" in formats or "turntable" in formats:
-        heads = generate(G, shown, truncation)
+        heads = generate(G, shown, truncation, precision=precision)
         if "grid" in formats:
             bar = (lambda xs: tqdm(xs, desc="grid", unit="head")) if progress else None
             grid = grid_image(heads, resolution, backend=backend, progress=bar)
@@ -138,7 +140,7 @@ def generate_files(
     bar = tqdm(total=len(seeds), desc="writing", unit="head", disable=not (progress and files))
     for start in range(0, len(seeds) if files else 0, BATCH):  # a batch at a time: memory stays bounded
         batch = seeds[start : start + BATCH]
-        heads = generate(G, batch, truncation)
+        heads = generate(G, batch, truncation, precision=precision)
         for i, seed in enumerate(batch):
             for fmt in files:
                 path = scene_path(out_dir, seed, fmt)

@@ -14,6 +14,7 @@ the mapping network a second time, which loses the truncation).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -43,6 +44,7 @@ __all__ = [
     "seed_latents",
 ]
 
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAX_SEEDS = 100_000  # a range longer than this is almost surely a typo
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes 32-bit seeds
 _ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -136,12 +138,16 @@ def generate(
     truncation: float = 0.8,
     z: Tensor | None = None,
     batch: int = 8,
+    precision: str = "float32",
 ) -> Heads:
     """Scenes for ``seeds`` (or for latents ``z`` [B, z_dim]), truncated towards w_avg by ``truncation``.
 
     Runs without gradients on G's device, ``batch`` heads per call; the scene
-    stays on that device.
+    stays on that device. ``precision`` "bfloat16" or "float16" runs the
+    network under ``torch.autocast`` (faster on GPUs with fast half matmuls;
+    the scene comes back in float32; see the README for the image error).
     """
+    _autocast(torch.device("cpu"), precision)  # checks the name before anything runs
     if (seeds is None) == (z is None):
         raise ValueError("give either seeds or z")
     truncation = check_truncation(truncation)
@@ -152,14 +158,27 @@ def generate(
         raise ValueError(f"z must have shape [B, {G.cfg.z_dim}], got {list(z.shape)}")
     z = z.to(device=device, dtype=torch.float32)
     ws, scenes = [], []
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(device, precision):
         for chunk in z.split(batch):
-            w = G.mapping(chunk, truncation_psi=float(truncation))
+            w = G.mapping(chunk, truncation_psi=float(truncation)).float()
             ws.append(w)
-            scenes.append(G.synthesis(w)[0])
+            scenes.append(synthesize(G, w, precision))
     return Heads(
         list(seeds) if seeds is not None else None, z, torch.cat(ws), GaussianScene.cat(scenes), float(truncation)
     )
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+
+
+def synthesize(G: CGSGenerator, ws: Tensor, precision: str = "float32") -> GaussianScene:
+    """G.synthesis(ws)'s scene in float32, without gradients, the network run in ``precision``."""
+    with torch.no_grad(), _autocast(ws.device, precision):
+        return G.synthesis(ws)[0].to(torch.float32)
 
 
 def level_ranges(cfg: GeneratorConfig) -> list[tuple[int, int]]:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from cgsgan.apps.files import check_video_path, resolve_device, to_uint8, write_video
-from cgsgan.apps.heads import check_truncation, generate, open_network, parse_seeds
+from cgsgan.apps.heads import check_truncation, generate, open_network, parse_seeds, synthesize
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
 from cgsgan.gaussians import GaussianScene
 from cgsgan.models import CGSGenerator
@@ -100,6 +100,7 @@ def make_video(
     yaw_range: float = YAW_RANGE,
     pitch_range: float = PITCH_RANGE,
     interp: bool = False,
+    precision: str = "float32",
     background: Sequence[float] = (1.0, 1.0, 1.0),
     backend: str = "auto",
     device: str | torch.device | None = None,
@@ -127,12 +128,12 @@ def make_video(
     G = network if isinstance(network, CGSGenerator) else open_network(network, device)
     G = G.to(device)
 
-    heads = generate(G, seeds, truncation)
+    heads = generate(G, seeds, truncation, precision=precision)
     if interp:
         ws = interpolated_ws(heads.ws, frames)
 
         def scene_at(t: int) -> GaussianScene:
-            return G.synthesis(ws[t : t + 1])[0]
+            return synthesize(G, ws[t : t + 1], precision)
     else:
 
         def scene_at(t: int) -> GaussianScene:
