@@ -16,7 +16,9 @@ mapping and synthesis times are exact for the architecture. One frontal
 camera per image at the preset's resolution, white background, backend
 "auto" (gsplat on CUDA when installed, else the torch renderer).
 
-Reduced precision runs mapping and synthesis under ``torch.autocast`` with
+``--compile`` adds a row per case with the generator's synthesis compiled
+(``torch.compile``, static shapes: the apps' ``--compile``); its image error
+is against the eager float32 images. Reduced precision runs mapping and synthesis under ``torch.autocast`` with
 that dtype (the renderer always works in float32); "image error" is the
 largest and the mean absolute difference of its images from the float32 ones
 (values in [0, 1]), and their PSNR.
@@ -60,8 +62,9 @@ def network(preset: str, device: str):
     return G
 
 
-def measure(preset: str, batch: int, precision: str, repeats: int, device: str) -> dict:
+def measure(preset: str, batch: int, precision: str, repeats: int, device: str, compile: bool = False) -> dict:
     G = network(preset, device)
+    run = torch.compile(G.synthesis, dynamic=False) if compile else G.synthesis
     resolution = G.cfg.resolution
     z = torch.randn(batch, G.cfg.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     labels = look_at(math.pi / 2, math.pi / 2, device=device).expand(batch, -1)
@@ -78,7 +81,7 @@ def measure(preset: str, batch: int, precision: str, repeats: int, device: str) 
 
     def synthesis(ws):
         with reduced():
-            return G.synthesis(ws)[0].to(torch.float32)
+            return run(ws)[0].to(torch.float32)
 
     def draw(scene):
         return render(scene, labels, resolution, background=1.0).image
@@ -98,14 +101,15 @@ def measure(preset: str, batch: int, precision: str, repeats: int, device: str) 
         total = timed(end_to_end, repeats, device)
         image = end_to_end()
         error = None
-        if dtype != torch.float32:
+        if dtype != torch.float32 or compile:
             exact = draw(G.synthesis(G.mapping(z, truncation_psi=0.8))[0])
             diff = (image - exact).abs()
             mse = diff.square().mean().item()
             error = dict(max=diff.max().item(), mean=diff.mean().item(),
                          psnr=10 * math.log10(1 / mse) if mse > 0 else math.inf)  # fmt: skip
     sync(device)
-    return dict(preset=preset, batch=batch, precision=precision, gaussians=G.cfg.num_gaussians,
+    label = precision + (" compiled" if compile else "")
+    return dict(preset=preset, batch=batch, precision=label, gaussians=G.cfg.num_gaussians,
                 resolution=resolution, ms_min=min(total), ms_median=median(total), stages=stages,
                 peak_mb=memory.peak_mb(), error=error)  # fmt: skip
 
@@ -118,8 +122,13 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["float32"], choices=list(PRECISIONS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time each case with the generator compiled (torch.compile, the apps' --compile)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny64, batch 1, one repeat (for the test suite)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         args.presets, args.batches, args.repeats = ["tiny64"], [1], 1
@@ -127,8 +136,8 @@ def main() -> None:
         parser.error("--repeats and --batches must be >= 1")
 
     if args.child:
-        preset, batch, precision = args.child
-        print(json.dumps(measure(preset, int(batch), precision, args.repeats, args.device)))
+        preset, batch, precision, compiled = args.child
+        print(json.dumps(measure(preset, int(batch), precision, args.repeats, args.device, compiled == "1")))
         return
 
     print(f"cgsgan synthesis benchmark (z -> image): {args.repeats} repeats, {machine(args.device)}\n")
@@ -140,15 +149,15 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for batch in args.batches:
-            for precision in args.precisions:
+            for precision, compiled in [(p, c) for p in args.precisions for c in ("0", "1")[: 1 + args.compile]]:
                 options = ["--repeats", str(args.repeats), "--device", args.device]
-                r = run_child(__file__, ["--child", preset, str(batch), precision, *options])
+                r = run_child(__file__, ["--child", preset, str(batch), precision, compiled, *options])
                 s = r["stages"]
                 e = r["error"]
                 error = "-" if e is None else f"{e['max']:.3f} / {e['mean']:.4f}, {e['psnr']:.1f} dB"
                 paper = PAPER_FPS.get(preset) if batch == 1 else None
                 print(
-                    f"| {preset} | {r['gaussians']:,} | {batch} | {precision} | {batch * 1e3 / r['ms_min']:.2f} "
+                    f"| {preset} | {r['gaussians']:,} | {batch} | {r['precision']} | {batch * 1e3 / r['ms_min']:.2f} "
                     f"| {r['ms_min'] / batch:.0f} / {r['ms_median'] / batch:.0f} "
                     f"| {s['mapping']:.0f} / {s['synthesis']:.0f} / {s['render']:.0f} | {r['peak_mb']:.0f} "
                     f"| {error} | {paper if paper else '-'} |",

@@ -329,6 +329,10 @@ PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
     help="The network's arithmetic; half precision is faster on recent GPUs (README: its image error).",
 )  # fmt: skip
+COMPILE_OPTION = click.option(
+    "--compile", "compile_network", is_flag=True,
+    help="Compile the generator (torch.compile): the first batch takes a minute or more, then it runs faster.",
+)  # fmt: skip
 TRUNC_OPTION = click.option("--trunc", "truncation", type=float, default=0.8, show_default=True,
                             help="Truncation psi: 1 = no truncation, 0 = the average head.")  # fmt: skip
 DEVICE_OPTION = click.option("--device", default=None, metavar="DEVICE",
@@ -389,10 +393,11 @@ class Seeds(click.ParamType):
     help="Up axis of the scene files: y (ours) or -y (COLMAP-style viewers).",
 )
 @PRECISION_OPTION
+@COMPILE_OPTION
 @render_options
 @friendly_errors
 def generate(network: str | None, seeds: list[int], truncation: float, outdir: str, formats: str,
-             resolution: int | None, spz_version: str, up: str, precision: str, backend: str,
+             resolution: int | None, spz_version: str, up: str, precision: str, compile_network: bool, backend: str,
              device: str | None) -> None:  # fmt: skip
     """Generate heads: a grid of views, a turntable, and each head as 3DGS files and its latent.
 
@@ -414,6 +419,7 @@ def generate(network: str | None, seeds: list[int], truncation: float, outdir: s
     started = time.perf_counter()
     paths = generate_files(_network_file(network), seeds, outdir, truncation=truncation, formats=formats,
                            resolution=resolution, up=up, spz_version=int(spz_version), precision=precision,
+                           compile=compile_network,
                            backend=backend,
                            device=device, progress=True)  # fmt: skip
     for fmt, written in paths.items():
@@ -477,12 +483,13 @@ def generate(network: str | None, seeds: list[int], truncation: float, outdir: s
 )
 @click.option("--background", type=Colour(), default="white", show_default=True, help="white, black or r,g,b.")
 @PRECISION_OPTION
+@COMPILE_OPTION
 @render_options
 @friendly_errors
 def video(network: str | None, seeds: list[int] | None, interp: list[int] | None, truncation: float, out: str,
           camera: str, frames: int, seconds: float, resolution: int, yaw: float, pitch: float, yaw_range: float,
-          pitch_range: float, radius: float, background: tuple[float, float, float], precision: str, backend: str,
-          device: str | None) -> None:  # fmt: skip
+          pitch_range: float, radius: float, background: tuple[float, float, float], precision: str,
+          compile_network: bool, backend: str, device: str | None) -> None:  # fmt: skip
     """Render a turntable video of generated heads side by side, or a latent interpolation.
 
     \b
@@ -504,7 +511,8 @@ def video(network: str | None, seeds: list[int] | None, interp: list[int] | None
                       path=camera, frames=frames, seconds=seconds, resolution=resolution, yaw=math.radians(yaw),
                       pitch=math.radians(pitch), radius=radius, yaw_range=math.radians(yaw_range),
                       pitch_range=math.radians(pitch_range), interp=interp is not None, background=background,
-                      precision=precision, backend=backend, device=device, progress=True)  # fmt: skip
+                      precision=precision, compile=compile_network, backend=backend, device=device,
+                      progress=True)  # fmt: skip
     _report([path], started)
 
 

@@ -415,3 +415,14 @@ def test_synthesis_benchmark_smoke():
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("| tiny64")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "5,376" and cells[3] == "float32" and float(cells[4]) > 0  # Gaussians, precision, FPS
+
+
+def test_compiled_synthesis_gives_the_eager_scenes(G):
+    from cgsgan.apps.heads import Synthesizer
+
+    compiled = Synthesizer(G, compile=True)
+    heads = generate(G, [0, 1, 2], batch=2, synthesizer=compiled)  # chunks of 2 and 1: the 1 is padded
+    eager = generate(G, [0, 1, 2])
+    assert heads.scene.batch_size == 3
+    for name, value in eager.scene.tensors().items():
+        assert torch.allclose(getattr(heads.scene, name), value, atol=1e-5), name

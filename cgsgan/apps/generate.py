@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from cgsgan.apps.files import render_views, resolve_device, write_scene
-from cgsgan.apps.heads import Heads, check_truncation, generate, open_network, parse_seeds
+from cgsgan.apps.heads import Heads, Synthesizer, check_truncation, generate, open_network, parse_seeds
 from cgsgan.apps.video import camera_path, video_frames, write_video
 from cgsgan.atomic import atomic_write
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, look_at
@@ -91,6 +91,7 @@ def generate_files(
     up: str = "y",
     spz_version: int = 2,
     precision: str = "float32",
+    compile: bool = False,
     backend: str = "auto",
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -100,7 +101,7 @@ def generate_files(
     network: a cgsgan .safetensors, an official .pkl, a loaded generator, or
     None for the built-in network. resolution: grid cell size (default: the
     network's). ``up`` is the frame of the scene files ("-y" for y-down viewers).
-    ``precision`` is the network's (see :func:`cgsgan.apps.heads.generate`).
+    ``precision`` and ``compile`` choose the network's path (:class:`cgsgan.apps.heads.Synthesizer`).
     Returns {format: [paths]} in seed order. The grid and the turntable show
     the first 16 seeds; the files are written for every seed, 8 heads at a
     time. Arguments are checked before the network runs, and each file is
@@ -120,11 +121,12 @@ def generate_files(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resolution = resolution or G.cfg.resolution
+    synthesizer = Synthesizer(G, precision, compile)
 
     paths: dict[str, list[Path]] = {f: [] for f in formats}
     shown = seeds[:PICTURE_SEEDS]
     if "grid" in formats or "turntable" in formats:
-        heads = generate(G, shown, truncation, precision=precision)
+        heads = generate(G, shown, truncation, batch=BATCH, precision=precision, synthesizer=synthesizer)
         if "grid" in formats:
             bar = (lambda xs: tqdm(xs, desc="grid", unit="head")) if progress else None
             grid = grid_image(heads, resolution, backend=backend, progress=bar)
@@ -139,9 +141,9 @@ def generate_files(
     files = [f for f in formats if f not in ("grid", "turntable")]
     bar = tqdm(total=len(seeds), desc="writing", unit="head", disable=not (progress and files))
     for start in range(0, len(seeds) if files else 0, BATCH):  # a batch at a time: memory stays bounded
-        batch = seeds[start : start + BATCH]
-        heads = generate(G, batch, truncation, precision=precision)
-        for i, seed in enumerate(batch):
+        chunk = seeds[start : start + BATCH]
+        heads = generate(G, chunk, truncation, batch=BATCH, precision=precision, synthesizer=synthesizer)
+        for i, seed in enumerate(chunk):
             for fmt in files:
                 path = scene_path(out_dir, seed, fmt)
                 if fmt == "npz":

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from cgsgan.apps.files import check_video_path, resolve_device, to_uint8, write_video
-from cgsgan.apps.heads import check_truncation, generate, open_network, parse_seeds, synthesize
+from cgsgan.apps.heads import Synthesizer, check_truncation, generate, open_network, parse_seeds
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
 from cgsgan.gaussians import GaussianScene
 from cgsgan.models import CGSGenerator
@@ -101,6 +101,7 @@ def make_video(
     pitch_range: float = PITCH_RANGE,
     interp: bool = False,
     precision: str = "float32",
+    compile: bool = False,
     background: Sequence[float] = (1.0, 1.0, 1.0),
     backend: str = "auto",
     device: str | torch.device | None = None,
@@ -128,12 +129,13 @@ def make_video(
     G = network if isinstance(network, CGSGenerator) else open_network(network, device)
     G = G.to(device)
 
-    heads = generate(G, seeds, truncation, precision=precision)
+    synthesizer = Synthesizer(G, precision, compile)
+    heads = generate(G, seeds, truncation, batch=len(seeds), synthesizer=synthesizer)
     if interp:
         ws = interpolated_ws(heads.ws, frames)
 
         def scene_at(t: int) -> GaussianScene:
-            return synthesize(G, ws[t : t + 1], precision)
+            return synthesizer(ws[t : t + 1])
     else:
 
         def scene_at(t: int) -> GaussianScene:
