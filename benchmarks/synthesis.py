@@ -33,7 +33,6 @@ built (CPU), or the peak of torch's CUDA allocator (CUDA).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 from statistics import median
@@ -41,7 +40,7 @@ from statistics import median
 import torch
 from common import PeakMemory, machine, run_child, sync, timed
 
-from cgsgan.apps.heads import PRECISIONS
+from cgsgan.apps.heads import PRECISIONS, precision_context
 from cgsgan.camera import look_at
 from cgsgan.config import PRESETS, generator_config
 from cgsgan.io import load_network
@@ -71,9 +70,7 @@ def measure(preset: str, batch: int, precision: str, repeats: int, device: str, 
     dtype = PRECISIONS[precision]
 
     def reduced():
-        if dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+        return precision_context(torch.device(device), precision)
 
     def mapping():
         with reduced():

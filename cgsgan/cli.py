@@ -580,12 +580,7 @@ def view(file: str | None, network: str | None, seed: int, truncation: float, ho
                                       device=device or "cpu", outdir=outdir, block=False)  # fmt: skip
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
-    try:
-        viewer.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        viewer.stop()
+    viewer.run_until_interrupted()
 
 
 def only_network_or_file(file: str | None, names: tuple[str, ...]) -> None:

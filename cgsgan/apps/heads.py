@@ -36,11 +36,14 @@ from cgsgan.models import CGSGenerator
 __all__ = [
     "Heads",
     "MAX_SEEDS",
+    "PRECISIONS",
+    "Synthesizer",
     "check_truncation",
     "generate",
     "level_ranges",
     "open_network",
     "parse_seeds",
+    "precision_context",
     "seed_latents",
 ]
 
@@ -151,7 +154,7 @@ def generate(
     replaces G.synthesis; a compiled one always sees ``batch`` heads (the last
     chunk is padded), so it compiles once.
     """
-    _autocast(torch.device("cpu"), precision)  # checks the name before anything runs
+    precision_context(torch.device("cpu"), precision)  # checks the name before anything runs
     if (seeds is None) == (z is None):
         raise ValueError("give either seeds or z")
     truncation = check_truncation(truncation)
@@ -163,7 +166,7 @@ def generate(
     z = z.to(device=device, dtype=torch.float32)
     synthesizer = synthesizer or Synthesizer(G, precision)
     ws, scenes = [], []
-    with torch.no_grad(), _autocast(device, precision):
+    with torch.no_grad(), precision_context(device, precision):
         for chunk in z.split(batch):
             w = G.mapping(chunk, truncation_psi=float(truncation)).float()
             ws.append(w)
@@ -177,7 +180,8 @@ def generate(
     )
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """torch.autocast for "bfloat16" / "float16" on ``device``, nothing for "float32"; ValueError otherwise."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]
@@ -196,12 +200,12 @@ class Synthesizer:
     """
 
     def __init__(self, G: CGSGenerator, precision: str = "float32", compile: bool = False) -> None:
-        _autocast(torch.device("cpu"), precision)  # checks the name
+        precision_context(torch.device("cpu"), precision)  # checks the name
         self.G, self.precision, self.compiled = G, precision, bool(compile)
         self._run = torch.compile(G.synthesis, dynamic=False) if compile else G.synthesis
 
     def __call__(self, ws: Tensor) -> GaussianScene:
-        with torch.no_grad(), _autocast(ws.device, self.precision):
+        with torch.no_grad(), precision_context(ws.device, self.precision):
             return self._run(ws)[0].to(torch.float32)
 
 

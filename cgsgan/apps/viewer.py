@@ -573,6 +573,15 @@ class Viewer:
             raise ValueError("this viewer shows a file: it has no generator controls")
 
     # ---------------------------------------------------------------- lifetime
+    def run_until_interrupted(self) -> None:
+        """Serve until Ctrl+C (or :meth:`stop` from another thread), then stop cleanly."""
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def wait(self) -> None:
         """Block until :meth:`stop` is called from another thread (or Ctrl+C, which propagates)."""
         while self.running:
@@ -603,14 +612,8 @@ class Viewer:
 
 # ------------------------------------------------------------------ blocking entry points
 def _run(viewer: Viewer, block: bool) -> Viewer:
-    if not block:
-        return viewer
-    try:
-        viewer.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        viewer.stop()
+    if block:
+        viewer.run_until_interrupted()
     return viewer
 
 
