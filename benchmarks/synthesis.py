@@ -17,7 +17,8 @@ camera per image at the preset's resolution, white background, backend
 "auto" (gsplat on CUDA when installed, else the torch renderer).
 
 ``--compile`` adds a row per case with the generator's synthesis compiled
-(``torch.compile``, static shapes: the apps' ``--compile``); its image error
+(``cgsgan.models.synthesizer.Synthesizer``, the apps' ``--compile``: static
+shapes, captured as a CUDA graph on CUDA); its image error
 is against the eager float32 images. Reduced precision runs mapping and synthesis under ``torch.autocast`` with
 that dtype (the renderer always works in float32); "image error" is the
 largest and the mean absolute difference of its images from the float32 ones
@@ -40,11 +41,11 @@ from statistics import median
 import torch
 from common import PeakMemory, machine, run_child, sync, timed
 
-from cgsgan.apps.heads import PRECISIONS, precision_context
 from cgsgan.camera import look_at
 from cgsgan.config import PRESETS, generator_config
 from cgsgan.io import load_network
 from cgsgan.models import build_generator
+from cgsgan.models.synthesizer import PRECISIONS, Synthesizer, precision_context
 from cgsgan.render import render
 
 PAPER_FPS = {"ffhqc512": 152.5}  # Table 2: z -> image at 512^2, batch 1, one RTX 4090 (GGHead: 167.7)
@@ -63,7 +64,7 @@ def network(preset: str, device: str):
 
 def measure(preset: str, batch: int, precision: str, repeats: int, device: str, compile: bool = False) -> dict:
     G = network(preset, device)
-    run = torch.compile(G.synthesis, dynamic=False) if compile else G.synthesis
+    synthesize = Synthesizer(G, precision, compile)  # the apps' path: compiled on request, CUDA graphs on CUDA
     resolution = G.cfg.resolution
     z = torch.randn(batch, G.cfg.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     labels = look_at(math.pi / 2, math.pi / 2, device=device).expand(batch, -1)
@@ -77,8 +78,7 @@ def measure(preset: str, batch: int, precision: str, repeats: int, device: str, 
             return G.mapping(z, truncation_psi=0.8)
 
     def synthesis(ws):
-        with reduced():
-            return run(ws)[0].to(torch.float32)
+        return synthesize(ws)
 
     def draw(scene):
         return render(scene, labels, resolution, background=1.0).image

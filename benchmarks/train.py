@@ -5,6 +5,7 @@ Each preset runs in a fresh process, so that its peak memory is its own:
     python benchmarks/train.py                                  # the CPU presets, CPU
     python benchmarks/train.py --presets tiny64 --steps 8 --batch 8
     python benchmarks/train.py --device cuda --presets ffhqc256 ffhqc512
+    python benchmarks/train.py --device cuda --presets ffhqc512 --precision bfloat16   # cgsgan train --precision
 
 One iteration is the full training step of `cgsgan train`: the G phase (V views,
 KNN and centre regularisers), the D phase and the EMA. Lazy R1 runs on one
@@ -41,7 +42,8 @@ def step_seconds(trainer: Trainer, device: str, r1: bool) -> float:
     return time.perf_counter() - start
 
 
-def measure(preset: str, batch: int, views: int, steps: int, device: str, data: str | None) -> dict:
+def measure(preset: str, batch: int, views: int, steps: int, device: str, data: str | None,
+            precision: str = "float32") -> dict:  # fmt: skip
     resolution = PRESETS[preset].generator.resolution
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
@@ -50,7 +52,7 @@ def measure(preset: str, batch: int, views: int, steps: int, device: str, data: 
             data = str(Path(tmp) / "heads")
             synthesize_dataset(data, count=max(2 * batch, 32), resolution=resolution, seed=0, progress=False)
         memory = PeakMemory(device)
-        trainer = Trainer(TrainConfig(preset=preset, batch=batch, views=views), data, device)
+        trainer = Trainer(TrainConfig(preset=preset, batch=batch, views=views, g_precision=precision), data, device)
         for r1 in (True, False):  # warm-up
             step_seconds(trainer, device, r1)
         plain = median(step_seconds(trainer, device, False) for _ in range(steps))
@@ -60,6 +62,7 @@ def measure(preset: str, batch: int, views: int, steps: int, device: str, data: 
         preset=preset,
         batch=batch,
         views=views,
+        precision=precision,
         step_s=plain,
         r1_step_s=with_r1,
         sec_per_kimg=per_step / batch * 1000,
@@ -75,23 +78,28 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--steps", type=int, default=4, help="timed plain steps per preset")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="the generator's arithmetic (cgsgan train --precision)")  # fmt: skip
     parser.add_argument("--data", help="dataset folder or zip (one resolution: use with a single preset)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.steps < 1 or args.batch < 4 or args.batch % 4:
         parser.error("--steps must be >= 1 and --batch a multiple of 4")
-    options = [f"--batch={args.batch}", f"--views={args.views}", f"--steps={args.steps}", f"--device={args.device}"]
+    options = [f"--batch={args.batch}", f"--views={args.views}", f"--steps={args.steps}", f"--device={args.device}",
+               f"--precision={args.precision}"]  # fmt: skip
     if args.data:
         options.append(f"--data={args.data}")
 
     if args.child:
-        print(json.dumps(measure(args.child, args.batch, args.views, args.steps, args.device, args.data)))
+        print(json.dumps(measure(args.child, args.batch, args.views, args.steps, args.device, args.data,
+                                 args.precision)))  # fmt: skip
         return
 
     cuda = args.device.startswith("cuda")
     presets = args.presets or ([p for p in PRESETS if p not in ("ffhqc1024", "ffhqc2048")] if cuda else
                                [p for p, v in PRESETS.items() if "cpu" in v.tags])  # fmt: skip
-    print(f"cgsgan training benchmark: batch {args.batch}, {args.views} views, {machine(args.device)}\n")
+    print(f"cgsgan training benchmark: batch {args.batch}, {args.views} views, generator in {args.precision}, "
+          f"{machine(args.device)}\n")  # fmt: skip
     print("| preset | batch | views | step s (plain / R1) | sec/kimg | peak memory MB |")
     print("|---|---|---|---|---|---|")
     for preset in presets:

@@ -547,10 +547,12 @@ def video(network: str | None, seeds: list[int] | None, interp: list[int] | None
     show_default=True,
     help="Folder the page's export button writes to.",
 )
+@PRECISION_OPTION
+@COMPILE_OPTION
 @DEVICE_OPTION
 @friendly_errors
 def view(file: str | None, network: str | None, seed: int, truncation: float, host: str, port: int, outdir: str,
-         device: str | None) -> None:  # fmt: skip
+         precision: str, compile_network: bool, device: str | None) -> None:  # fmt: skip
     """Look at heads in the browser: Gaussian splats drawn by a local web viewer.
 
     With a network, the page has seed and truncation controls that generate
@@ -570,14 +572,15 @@ def view(file: str | None, network: str | None, seed: int, truncation: float, ho
 
     from cgsgan.apps import viewer as viewer_app
 
-    only_network_or_file(file, ("network", "seed", "truncation", "device"))
+    only_network_or_file(file, ("network", "seed", "truncation", "precision", "compile_network", "device"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if file is not None:
             viewer = viewer_app.view(file, host=host, port=port, outdir=outdir, block=False)
         else:
             viewer = viewer_app.serve(_network_file(network), seed=seed, truncation=truncation, host=host, port=port,
-                                      device=device or "cpu", outdir=outdir, block=False)  # fmt: skip
+                                      device=device or "cpu", outdir=outdir, block=False, precision=precision,
+                                      compile=compile_network)  # fmt: skip
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     viewer.run_until_interrupted()
@@ -588,7 +591,7 @@ def only_network_or_file(file: str | None, names: tuple[str, ...]) -> None:
     ctx = click.get_current_context()
     given = [n for n in names if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
     if file is not None and given:
-        flags = ", ".join("--" + ("trunc" if n == "truncation" else n) for n in given)
+        flags = ", ".join("--" + {"truncation": "trunc", "compile_network": "compile"}.get(n, n) for n in given)
         raise click.UsageError(f"{flags} appl{'ies' if len(given) == 1 else 'y'} to a network, not to FILE")
 
 
@@ -962,6 +965,11 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes reading images [default: 3 on CUDA, 0 on a CPU].")  # fmt: skip
 @click.option("--tf32/--no-tf32", default=None, help="Allow TF32 on CUDA (faster; off in the reference).")
+@click.option(
+    "--precision", "g_precision", type=click.Choice(["float32", "bfloat16"]), default=None,
+    help="The generator's arithmetic (autocast) [default: float32, as the reference]; bfloat16 is faster on GPUs "
+    "with bfloat16 units. The discriminator's top blocks run in float16 on CUDA either way, as the reference's.",
+)  # fmt: skip
 @click.option("--wandb", "wandb_project", default=None, metavar="PROJECT", help="Also log to this wandb project.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @friendly_errors
@@ -1063,11 +1071,16 @@ def train(data: str | None, preset: str | None, outdir: str, resume: str | None,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for metric-NAME.jsonl "
               "[default: the network's folder; out/metrics for the built-in one].")  # fmt: skip
+@click.option(
+    "--precision", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+    help="The generator's arithmetic; half precision changes the fakes slightly: compare like with like.",
+)  # fmt: skip
+@COMPILE_OPTION
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @friendly_errors
 def metrics(network: str | None, data: str | None, names: str | None, dist: str | None, unique: bool, truncation: float,
             seed: int, batch: int, workers: int, inception: str | None, cache_dir: str | None, no_cache: bool,
-            out_dir: str | None, device: str) -> None:  # fmt: skip
+            out_dir: str | None, precision: str, compile_network: bool, device: str) -> None:  # fmt: skip
     """Measure a network: FID, KID, FID3D and FID by yaw bin with the standard Inception network.
 
     Fakes are G_ema's (z ~ N(0, I), cameras drawn from the dataset's labels, white
@@ -1107,13 +1120,14 @@ def metrics(network: str | None, data: str | None, names: str | None, dist: str 
         echo(f"measuring {names} of {path or 'the built-in network'} against {data} ({resolution}x{resolution})")
         results = compute_metrics(G, data, names, truncation_psi=truncation, distribution=dist, unique=unique,
                                   inception=inception, device=device, batch=batch, seed=seed, cache_dir=cache_dir,
-                                  use_cache=not no_cache, workers=workers,
-                                  progress=process.rank == 0)  # fmt: skip
+                                  use_cache=not no_cache, workers=workers, precision=precision,
+                                  compile=compile_network, progress=process.rank == 0)  # fmt: skip
         for result in results:
             echo(_metric_line(result))
         target = out_dir or (Path(path).parent if path is not None else Path("out/metrics"))
         options = dict(data=str(data), dist=dist, unique=unique, truncation_psi=truncation, seed=seed,
-                       inception=inception, device=device, processes=process.world)  # fmt: skip
+                       inception=inception, device=device, processes=process.world, precision=precision,
+                       compiled=compile_network)  # fmt: skip
         written = append_results(target, results, network=str(path) if path else "built-in", options=options)
         if process.rank == 0:
             _report(written, started)

@@ -344,6 +344,7 @@ def test_view_help_and_errors(tmp_path):
         assert_clean_error(invoke("view", "--port", port), f"port {port}", "already in use")
     assert_clean_error(invoke("view", mesh, "--network", mesh), "--network applies to a network, not to FILE")
     assert_clean_error(invoke("view", mesh, "--seed", 3, "--trunc", 0.5), "--seed, --trunc apply to a network")
+    assert_clean_error(invoke("view", mesh, "--precision", "float16"), "--precision applies to a network")
 
 
 # ------------------------------------------------------------------ export
@@ -423,6 +424,47 @@ def test_compiled_synthesis_gives_the_eager_scenes(G):
     compiled = Synthesizer(G, compile=True)
     heads = generate(G, [0, 1, 2], batch=2, synthesizer=compiled)  # chunks of 2 and 1: the 1 is padded
     eager = generate(G, [0, 1, 2])
-    assert heads.scene.batch_size == 3
+    assert heads.scene.batch_size == 3 and compiled.batch == 2
     for name, value in eager.scene.tensors().items():
         assert torch.allclose(getattr(heads.scene, name), value, atol=1e-5), name
+    # Any later size runs in chunks of 2, the last padded: nothing compiles again.
+    ws = G.mapping(torch.randn(5, G.cfg.z_dim, generator=torch.Generator().manual_seed(1)))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        five, one = compiled(ws), compiled(ws[:1])
+    plain = Synthesizer(G)
+    torch.testing.assert_close(five.xyz, plain(ws).xyz, atol=1e-5, rtol=0)
+    torch.testing.assert_close(one.xyz, plain(ws[:1]).xyz, atol=1e-5, rtol=0)
+    assert five.batch_size == 5 and one.batch_size == 1
+
+
+def test_synthesizer_options():
+    from cgsgan.config import generator_config
+    from cgsgan.models import build_generator
+    from cgsgan.models.synthesizer import Synthesizer, compile_mode
+
+    G = build_generator(generator_config("tiny64"))
+    assert compile_mode("cuda:1") == "reduce-overhead" and compile_mode("cpu") == "default"
+    assert Synthesizer(G, compile=True).mode == "default" and Synthesizer(G).mode is None
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, float16"):
+        Synthesizer(G, precision="half")
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        Synthesizer(G, compile=True, batch=0)
+    scene = Synthesizer(G, precision="bfloat16")(G.mapping(torch.randn(2, G.cfg.z_dim)))
+    assert scene.xyz.dtype == torch.float32 and not scene.xyz.requires_grad
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_synthesis_gives_the_eager_scenes():
+    """On CUDA the compiled generator is a CUDA graph; its outputs are copies, not the graph's reused memory."""
+    from cgsgan.io import load_network
+    from cgsgan.models.synthesizer import Synthesizer
+
+    G = load_network(device="cuda")
+    ws = G.mapping(torch.randn(3, G.cfg.z_dim, device="cuda"))
+    synthesize = Synthesizer(G, compile=True, batch=1)
+    assert synthesize.mode == "reduce-overhead"
+    scenes = [synthesize(ws[i : i + 1]) for i in range(3)]  # each replay would overwrite the last one's outputs
+    eager = Synthesizer(G)(ws)
+    for i, scene in enumerate(scenes):
+        torch.testing.assert_close(scene.xyz, eager.xyz[i : i + 1], atol=1e-4, rtol=0)

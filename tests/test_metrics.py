@@ -357,6 +357,20 @@ def test_fakes_depend_on_seed_and_index_only():
     assert torch.allclose(big[:12], small, atol=1e-5)
 
 
+def test_fakes_through_a_compiled_synthesizer_match_the_plain_path():
+    from cgsgan.io import load_network
+    from cgsgan.metrics.fakes import fake_images
+    from cgsgan.models.synthesizer import Synthesizer
+
+    G, pool = load_network(), camera_pool()
+    z, cam, _ = draws(0, 0, 3, G.cfg.z_dim, len(pool))
+    plain = fake_images(G, z, pool[cam], pool[cam])
+    fast = fake_images(G, z, pool[cam], pool[cam], synthesize=Synthesizer(G, compile=True, batch=2))
+    assert (plain.int() - fast.int()).abs().max() <= 1  # float rounding may tip a pixel over a quantisation step
+    half = fake_images(G, z, pool[cam], pool[cam], synthesize=Synthesizer(G, precision="bfloat16"))
+    assert 0 < (plain.float() - half.float()).abs().mean() < 2  # changed, slightly (in 0..255)
+
+
 def test_quantisation_follows_the_reference():
     x = torch.tensor([0.0, 0.5, 1.0, 1.2, -0.1, 0.998])
     reference = ((x * 2 - 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # the official conversion
@@ -557,7 +571,13 @@ def test_cli_measures_a_run_folder_and_writes_beside_it(heads64, stub_inception,
     assert "fid8_full" in result.output and "frontal" in result.output and "reals)" in result.output
     line = json.loads((run / "metric-fid8_full.jsonl").read_text())
     assert line["network"].endswith("network-snapshot-000004.safetensors") and line["reals"] == 24
-    assert line["options"]["data"] == str(heads64)
+    assert line["options"]["data"] == str(heads64) and line["options"]["precision"] == "float32"
+    result = cli("--network", run, "--data", heads64, "--metrics", "fid8_full", "--inception", stub_inception,
+                 "--cache", tmp_path / "cache", "--precision", "bfloat16")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (run / "metric-fid8_full.jsonl").read_text().splitlines()]
+    assert lines[-1]["options"]["precision"] == "bfloat16"  # half-precision results are told apart
+    assert lines[-1]["results"]["fid8_full"] != lines[0]["results"]["fid8_full"]
 
 
 def test_cli_errors_are_one_line(small_heads, heads64, stub_inception, monkeypatch, tmp_path):

@@ -63,6 +63,19 @@ def test_steps_update_everything_and_stats_are_finite(heads):
     assert stats[0]["blur_sigma"] == pytest.approx(10.0)
 
 
+def test_a_bfloat16_generator_trains_near_the_float32_one(heads):
+    trainers = [Trainer(config(), heads), Trainer(config(g_precision="bfloat16"), heads)]
+    first = [t.step() for t in trainers]  # same weights, same draws: only the generator's arithmetic differs
+    for key in ("G_loss", "knn", "center", "D_fake"):
+        assert first[1][key] == pytest.approx(first[0][key], rel=0.05, abs=1e-3), key
+    half = trainers[1]
+    assert all(p.dtype == torch.float32 for p in half.G.parameters())  # autocast: float32 weights and state
+    assert half.G.mapping_network.w_avg.dtype == torch.float32 and half.G.mapping_network.w_avg.isfinite().all()
+    assert np.isfinite(list(half.step().values())).all()
+    with pytest.raises(ValueError, match="float16 would need loss scaling"):
+        TrainConfig(g_precision="float16")
+
+
 def test_an_interrupted_run_resumes_to_the_same_losses(heads, tmp_path):
     cfg = config(kimg=0.024)  # 6 steps, snapshots every 2 steps
     whole = tmp_path / "whole"

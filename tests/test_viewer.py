@@ -219,6 +219,13 @@ def test_seed_and_truncation_controls_regenerate(viewer, G):
     assert "Gaussians" in viewer.status and "generated in" in viewer.status
 
 
+def test_a_compiled_viewer_shows_the_same_heads(G, tmp_path):
+    with Viewer(generator=G, seed=3, port=0, outdir=tmp_path, verbose=False, compile=True) as compiled:
+        torch.testing.assert_close(compiled.scene.xyz, generate(G, [3], 0.8).scene.xyz, atol=1e-5, rtol=0)
+        compiled.set_seed(4)
+        torch.testing.assert_close(compiled.scene.xyz, generate(G, [4], 0.8).scene.xyz, atol=1e-5, rtol=0)
+
+
 def test_level_control_changes_the_splats_sent(viewer, G):
     ranges = level_ranges(G.cfg)
     assert viewer.num_splats == ranges[-1][1] == viewer.scene.num_gaussians

@@ -14,7 +14,6 @@ the mapping network a second time, which loses the truncation).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
@@ -32,6 +31,7 @@ from cgsgan.config import GeneratorConfig
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io import load_network
 from cgsgan.models import CGSGenerator
+from cgsgan.models.synthesizer import PRECISIONS, Synthesizer, precision_context
 
 __all__ = [
     "Heads",
@@ -47,7 +47,6 @@ __all__ = [
     "seed_latents",
 ]
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAX_SEEDS = 100_000  # a range longer than this is almost surely a typo
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes 32-bit seeds
 _ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -150,9 +149,9 @@ def generate(
     stays on that device. ``precision`` "bfloat16" or "float16" runs the
     network under ``torch.autocast`` (faster on GPUs with fast half matmuls;
     the scene comes back in float32; see the README for the image error).
-    ``synthesizer`` (one made with ``compile=True``, reused across calls)
-    replaces G.synthesis; a compiled one always sees ``batch`` heads (the last
-    chunk is padded), so it compiles once.
+    ``synthesizer`` (e.g. one made with ``compile=True``, reused across calls)
+    replaces the plain one; a compiled one without a batch size of its own
+    takes ``batch``.
     """
     precision_context(torch.device("cpu"), precision)  # checks the name before anything runs
     if (seeds is None) == (z is None):
@@ -165,48 +164,17 @@ def generate(
         raise ValueError(f"z must have shape [B, {G.cfg.z_dim}], got {list(z.shape)}")
     z = z.to(device=device, dtype=torch.float32)
     synthesizer = synthesizer or Synthesizer(G, precision)
+    if synthesizer.compiled and synthesizer.batch is None:
+        synthesizer.batch = min(batch, len(z))
     ws, scenes = [], []
-    with torch.no_grad(), precision_context(device, precision):
-        for chunk in z.split(batch):
+    for chunk in z.split(batch):
+        with torch.no_grad(), precision_context(device, precision):
             w = G.mapping(chunk, truncation_psi=float(truncation)).float()
-            ws.append(w)
-            if synthesizer.compiled and len(w) < batch:  # one static shape: pad with copies, keep the real ones
-                padded = torch.cat([w, w[-1:].expand(batch - len(w), -1, -1)])
-                scenes.append(synthesizer(padded)[: len(w)])
-            else:
-                scenes.append(synthesizer(w))
+        ws.append(w)
+        scenes.append(synthesizer(w))
     return Heads(
         list(seeds) if seeds is not None else None, z, torch.cat(ws), GaussianScene.cat(scenes), float(truncation)
     )
-
-
-def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """torch.autocast for "bfloat16" / "float16" on ``device``, nothing for "float32"; ValueError otherwise."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-
-
-class Synthesizer:
-    """ws [B, num_ws, w_dim] -> G's scene in float32, without gradients: the fast path of the apps.
-
-    ``precision`` runs the network under autocast ("bfloat16", "float16").
-    ``compile`` runs it through ``torch.compile`` with static shapes: the first
-    call for each batch size compiles (a minute or more on a CPU; cached on
-    disk by torch afterwards), later calls take about 0.7-0.85x the eager time
-    on a CPU (README, Synthesis). Same outputs as G.synthesis to float
-    rounding (tested).
-    """
-
-    def __init__(self, G: CGSGenerator, precision: str = "float32", compile: bool = False) -> None:
-        precision_context(torch.device("cpu"), precision)  # checks the name
-        self.G, self.precision, self.compiled = G, precision, bool(compile)
-        self._run = torch.compile(G.synthesis, dynamic=False) if compile else G.synthesis
-
-    def __call__(self, ws: Tensor) -> GaussianScene:
-        with torch.no_grad(), precision_context(ws.device, self.precision):
-            return self._run(ws)[0].to(torch.float32)
 
 
 def level_ranges(cfg: GeneratorConfig) -> list[tuple[int, int]]:

@@ -129,7 +129,7 @@ def make_video(
     G = network if isinstance(network, CGSGenerator) else open_network(network, device)
     G = G.to(device)
 
-    synthesizer = Synthesizer(G, precision, compile)
+    synthesizer = Synthesizer(G, precision, compile, batch=1 if interp else len(seeds))  # interp: a head a frame
     heads = generate(G, seeds, truncation, batch=len(seeds), synthesizer=synthesizer)
     if interp:
         ws = interpolated_ws(heads.ws, frames)

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from cgsgan.apps import files
-from cgsgan.apps.heads import generate, level_ranges, open_network, parse_seeds
+from cgsgan.apps.heads import Synthesizer, generate, level_ranges, open_network, parse_seeds
 from cgsgan.camera import (
     DEFAULT_FOCAL,
     DEFAULT_RADIUS,
@@ -240,10 +240,14 @@ class Viewer:
         port: int | None = DEFAULT_PORT,
         outdir: str | os.PathLike = DEFAULT_OUTDIR,
         verbose: bool = True,
+        precision: str = "float32",
+        compile: bool = False,
     ) -> None:
         if (generator is None) == (scene is None):
             raise ValueError("give either a generator or a scene")
         self._G = generator
+        # One head at a time: a compiled synthesizer compiles once, for batch 1.
+        self._synthesize = Synthesizer(generator, precision, compile, batch=1) if generator is not None else None
         self._levels = level_ranges(generator.cfg) if generator is not None else None
         self._name = name or "scene"
         self._seed = parse_seeds(seed)[0] if generator is not None else None
@@ -462,7 +466,7 @@ class Viewer:
     # ---------------------------------------------------------------- actions
     def _generate(self, seed: int, truncation: float) -> GaussianScene:
         start = time.perf_counter()
-        heads = generate(self._G, [seed], truncation=truncation)
+        heads = generate(self._G, [seed], truncation=truncation, synthesizer=self._synthesize)
         scene = heads.scene.detach().to("cpu")
         self._gen_seconds = time.perf_counter() - start
         return scene
@@ -628,11 +632,14 @@ def serve(
     outdir: str | os.PathLike = DEFAULT_OUTDIR,
     block: bool = True,
     verbose: bool = True,
+    precision: str = "float32",
+    compile: bool = False,
 ) -> Viewer:
-    """View heads of ``network`` (None = the built-in one); blocks until Ctrl+C unless ``block`` is False."""
-    viewer = Viewer.from_network(
-        network, device, seed=seed, truncation=truncation, host=host, port=port, outdir=outdir, verbose=verbose
-    )
+    """View heads of ``network`` (None = the built-in one); blocks until Ctrl+C unless ``block`` is False.
+
+    ``precision`` and ``compile`` choose the network's path (:class:`cgsgan.apps.heads.Synthesizer`)."""
+    viewer = Viewer.from_network(network, device, seed=seed, truncation=truncation, host=host, port=port,
+                                 outdir=outdir, verbose=verbose, precision=precision, compile=compile)  # fmt: skip
     return _run(viewer, block)
 
 

@@ -42,6 +42,7 @@ from cgsgan.metrics.inception import InceptionFeatures, load_inception
 from cgsgan.metrics.ranks import rank_world
 from cgsgan.metrics.reals import real_features, reals_dataset
 from cgsgan.models import CGSGenerator
+from cgsgan.models.synthesizer import Synthesizer
 
 KINDS = ("fid", "kid", "fid3d", "fidyaw")
 _NAME = re.compile(r"^(fid|kid|fid3d_|fidyaw_)([1-9]\d*)(k?)(_full)?$")
@@ -156,11 +157,16 @@ class Evaluator:
         return np.unique(positions) if self.unique else positions
 
     # ------------------------------------------------------------------ metrics
-    def __call__(self, G: CGSGenerator, truncation_psi: float = 1.0) -> list[dict]:
-        """One result per metric: {"metric", "results": {key: value}, "reals", "fakes", "seconds", ...}."""
+    def __call__(self, G: CGSGenerator, truncation_psi: float = 1.0, precision: str = "float32",
+                 compile: bool = False) -> list[dict]:  # fmt: skip
+        """One result per metric: {"metric", "results": {key: value}, "reals", "fakes", "seconds", ...}.
+
+        ``precision`` and ``compile`` choose G's synthesis path (:class:`Synthesizer`); half
+        precision changes the fakes slightly, so compare metrics of one precision only."""
         if G.cfg.resolution != self.resolution:
             raise ValueError(f"the network renders {G.cfg.resolution}x{G.cfg.resolution}, this evaluator "
                              f"compares at {self.resolution}x{self.resolution}")  # fmt: skip
+        synthesize = Synthesizer(G, precision, compile)  # checks its options before the reals are read
         real, labels = self.reals()
         fakes: dict[tuple, Tensor] = {}
 
@@ -169,7 +175,8 @@ class Evaluator:
             if key not in fakes or len(fakes[key]) < count:
                 fakes[key] = fake_features(G, pool, count, self.extractor, seed=self.seed,
                                            truncation_psi=truncation_psi, fid3d=fid3d, batch=self.batch,
-                                           progress=self.progress, desc=f"fakes {tag}".strip())  # fmt: skip
+                                           progress=self.progress, desc=f"fakes {tag}".strip(),
+                                           synthesize=synthesize)  # fmt: skip
             return fakes[key][:count]
 
         # The largest N of each kind of draw first, so smaller ones reuse its prefix. Fakes are rendered from
@@ -220,10 +227,12 @@ class Evaluator:
 
 
 def compute_metrics(G: CGSGenerator, data: str | os.PathLike, metrics: str | list[str],
-                    truncation_psi: float = 1.0, **options) -> list[dict]:  # fmt: skip
+                    truncation_psi: float = 1.0, precision: str = "float32", compile: bool = False,
+                    **options) -> list[dict]:  # fmt: skip
     """Evaluate ``metrics`` of ``G`` against ``data`` (options: see :class:`Evaluator`)."""
     device = options.pop("device", None) or next(G.parameters()).device
-    return Evaluator(data, metrics, G.cfg.resolution, device=device, **options)(G, truncation_psi)
+    evaluator = Evaluator(data, metrics, G.cfg.resolution, device=device, **options)
+    return evaluator(G, truncation_psi, precision=precision, compile=compile)
 
 
 def append_results(out_dir: str | os.PathLike, results: list[dict], **context) -> list[Path]:

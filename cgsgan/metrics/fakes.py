@@ -27,6 +27,7 @@ from torch import Tensor
 from cgsgan.camera import DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
 from cgsgan.metrics.ranks import gather, share
 from cgsgan.models import CGSGenerator
+from cgsgan.models.synthesizer import Synthesizer
 from cgsgan.render import render
 from cgsgan.seeds import stream
 
@@ -60,12 +61,16 @@ def to_uint8(images: Tensor) -> Tensor:
     return (images * 255 + 0.5).clamp(0, 255).to(torch.uint8)
 
 
-def fake_images(G: CGSGenerator, z: Tensor, labels: Tensor, mapping_labels: Tensor,
-                truncation_psi: float = 1.0) -> Tensor:  # fmt: skip
-    """uint8 [B, 3, R, R]: G.mapping(z, mapping_labels) rendered from ``labels`` over white."""
-    ws = G.mapping(z, mapping_labels, truncation_psi=truncation_psi)
-    scene, _ = G.synthesis(ws)
-    return to_uint8(render(scene, labels, G.cfg.resolution, background=1.0).image)
+def fake_images(G: CGSGenerator, z: Tensor, labels: Tensor, mapping_labels: Tensor, truncation_psi: float = 1.0,
+                synthesize: Synthesizer | None = None) -> Tensor:  # fmt: skip
+    """uint8 [B, 3, R, R]: G.mapping(z, mapping_labels) rendered from ``labels`` over white.
+
+    ``synthesize``: the path from ws to the scene (a compiled or half-precision
+    :class:`Synthesizer` of G); the plain float32 one by default."""
+    with torch.no_grad():
+        ws = G.mapping(z, mapping_labels, truncation_psi=truncation_psi)
+        scene = (synthesize or Synthesizer(G))(ws)
+        return to_uint8(render(scene, labels, G.cfg.resolution, background=1.0).image)
 
 
 def fake_features(
@@ -79,16 +84,19 @@ def fake_features(
     batch: int = 16,
     progress: bool = True,
     desc: str = "fake features",
+    synthesize: Synthesizer | None = None,
 ) -> Tensor:
     """Features [count, 2048] float32 (CPU) of fakes 0..count-1 rendered from cameras drawn from ``pool`` [P, 25].
 
-    Split over the processes of a distributed run; every process returns all of them."""
+    Split over the processes of a distributed run; every process returns all of them.
+    ``synthesize``: G's path from ws to scene (see :func:`fake_images`)."""
     from tqdm import tqdm
 
     if len(pool) == 0:
         raise ValueError("no cameras to render fakes from")
     device = next(G.parameters()).device
     mine = share(count)
+    synthesize = synthesize or Synthesizer(G)
     parts = []
     with tqdm(total=len(mine), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for start in range(mine.start, mine.stop, batch):
@@ -97,7 +105,7 @@ def fake_features(
             labels = pool[cam].to(device)
             mapping_labels = frontal_labels(pool[mapped].to(device)) if fid3d else labels
             with torch.no_grad():
-                images = fake_images(G, z.to(device), labels, mapping_labels, truncation_psi)
+                images = fake_images(G, z.to(device), labels, mapping_labels, truncation_psi, synthesize)
                 parts.append(extractor(images).float())
             bar.update(stop - start)
     local = torch.cat(parts) if parts else torch.zeros(0, extractor.num_features, device=extractor.device)

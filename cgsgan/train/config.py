@@ -13,11 +13,23 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from cgsgan.config import PRESETS
 
+G_PRECISIONS = ("float32", "bfloat16")  # the generator's arithmetic in training
 SEED_LIMIT = 2**32  # seeds are 32-bit, as the reference's (numpy) seeds
 
 # Fields that may differ between a run folder's stored config and the one continuing it.
 RUN_SETTINGS = frozenset(
-    {"kimg", "tick_kimg", "snapshot_ticks", "image_ticks", "metrics", "keep", "workers", "tf32", "max_bad_steps"}
+    {
+        "kimg",
+        "tick_kimg",
+        "snapshot_ticks",
+        "image_ticks",
+        "metrics",
+        "keep",
+        "workers",
+        "tf32",
+        "max_bad_steps",
+        "g_precision",
+    }
 )
 
 
@@ -58,6 +70,7 @@ class TrainConfig:
     metrics: tuple[str, ...] = ()  # evaluated on G_ema at every snapshot (official presets: fid20k_full)
     workers: int | None = None  # DataLoader processes; None: 3 on CUDA (the reference), 0 on a CPU
     tf32: bool = False  # TF32 matmuls and convolutions on CUDA; off in the reference
+    g_precision: str = "float32"  # the generator under autocast: "bfloat16" (float32 in the reference)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -79,6 +92,9 @@ class TrainConfig:
             raise ValueError("keep, snapshot_ticks and image_ticks must be >= 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.g_precision not in G_PRECISIONS:
+            raise ValueError(f"g_precision must be one of {', '.join(G_PRECISIONS)}, got {self.g_precision!r} "
+                             "(float16 would need loss scaling; bfloat16 has float32's range)")  # fmt: skip
         if self.metrics:
             from cgsgan.metrics.evaluate import parse_metrics
 

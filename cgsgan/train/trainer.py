@@ -40,6 +40,7 @@ from cgsgan.gaussians import GaussianScene
 from cgsgan.io.checkpoint import load_state
 from cgsgan.models import CGSGenerator, build_generator
 from cgsgan.models.discriminator import Discriminator
+from cgsgan.models.synthesizer import precision_context
 from cgsgan.render import render
 from cgsgan.seeds import stream
 from cgsgan.train.config import TrainConfig, TrainingError
@@ -165,7 +166,9 @@ class Trainer:
     def _g_pass(self, chunk: int) -> dict[str, Tensor]:
         """Backward of one pass of the G phase; its loss terms (detached)."""
         z, labels, bg = self._fakes(0, chunk)
-        scene, anchors = self.G(z)
+        with precision_context(self.device, self.cfg.g_precision):
+            scene, anchors = self.G(z)
+        scene, anchors = scene.to(torch.float32), anchors.float()  # losses and rendering in float32
         if not _finite(scene):  # skipped on every process by _phase, instead of an error in the renderer
             nan = torch.tensor(float("nan"), device=self.device)
             return {"G_loss": nan, "knn": nan, "center": nan}
@@ -184,7 +187,9 @@ class Trainer:
         """Backward of one pass of the D phase: fakes rendered at their own cameras (updating w_avg), and reals."""
         z, labels, bg = self._fakes(1, chunk)
         with torch.no_grad():
-            scene, _ = self.G.synthesis(self.G.mapping(z, update_emas=True))
+            with precision_context(self.device, self.cfg.g_precision):
+                scene, _ = self.G.synthesis(self.G.mapping(z, update_emas=True))
+            scene = scene.to(torch.float32)
             if not _finite(scene):
                 nan = torch.tensor(float("nan"), device=self.device)
                 return {"D_loss": nan, "D_real": nan, "D_fake": nan}
