@@ -47,7 +47,7 @@ def measure(preset: str, batch: int, views: int, steps: int, device: str, data: 
     resolution = PRESETS[preset].generator.resolution
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
-            from cgsgan.data.synth import synthesize_dataset
+            from cgsgan.synthetic.dataset import synthesize_dataset
 
             data = str(Path(tmp) / "heads")
             synthesize_dataset(data, count=max(2 * batch, 32), resolution=resolution, seed=0, progress=False)

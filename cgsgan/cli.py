@@ -854,7 +854,7 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
       cgsgan dataset synth out/synth64
       cgsgan dataset synth out/synth256 --count 2000 --resolution 256 --seed 1
     """
-    from cgsgan.data.synth import synthesize_dataset
+    from cgsgan.synthetic.dataset import synthesize_dataset
 
     started = time.perf_counter()
     path = synthesize_dataset(

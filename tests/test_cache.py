@@ -1,8 +1,8 @@
 import pytest
 
 from cgsgan.data import HeadsDataset
-from cgsgan.data import synth as synth_module
 from cgsgan.data.cache import cache_dir, default_dataset
+from cgsgan.synthetic import dataset as synth_module
 
 
 def test_default_dataset_is_generated_once_and_loads(tmp_path):

@@ -14,9 +14,9 @@ pytest.importorskip("skimage")
 
 from cgsgan.apps import mesh as mesh_app  # noqa: E402
 from cgsgan.apps.mesh import density_grid, export_mesh, scene_to_mesh  # noqa: E402
-from cgsgan.data import demo_head  # noqa: E402
 from cgsgan.gaussians import GaussianScene  # noqa: E402
 from cgsgan.io import load_network  # noqa: E402
+from cgsgan.synthetic import demo_head  # noqa: E402
 
 RES = 96  # test resolution: about 0.2-0.3 s a head, 13k-15k vertices
 LEVEL = 0.5
@@ -136,18 +136,22 @@ def test_vertex_colours_are_the_local_weighted_mean(name, heads, meshes):
 
 
 def test_demo_head_mean_colour(heads, meshes):
-    """The demo head is all opaque Gaussians on its surface, so the mesh's area-weighted mean
-    colour is close to the opacity-weighted mean rgb (measured: within 0.016 per channel).
+    """The demo head is all opaque discs on its surface, so the mesh's area-weighted mean colour
+    is close to the discs' mean rgb weighted by opacity and disc area (the product of the two
+    larger axes: hair discs are stretched, so fewer of them cover the same area as skin).
+    Measured: within 0.033 per channel (the wider backing discs under the surface count too);
+    weighting by opacity alone is 0.083 off on this dark-haired head.
 
     (The network head is not: its opaque Gaussians are dark and lie under brighter
     translucent ones, which the 0.5 surface and the renderer both show.)
     """
     scene, mesh = heads["demo"], meshes["demo"]
-    opacity = scene.opacities()[0]
-    reference = ((scene.rgb()[0].clamp(0, 1) * opacity).sum(0) / opacity.sum()).numpy()
+    axes = scene.scales()[0].sort(dim=-1).values
+    weight = scene.opacities()[0] * axes[:, 1:2] * axes[:, 2:3]
+    reference = ((scene.rgb()[0].clamp(0, 1) * weight).sum(0) / weight.sum()).numpy()
     colours = mesh.visual.vertex_colors[:, :3] / 255.0
     mean = (mesh.area_faces[:, None] * colours[mesh.faces].mean(1)).sum(0) / mesh.area
-    assert np.abs(mean - reference).max() < 0.03
+    assert np.abs(mean - reference).max() < 0.04
 
 
 # ---------------------------------------------------------------- analytic

@@ -16,7 +16,6 @@ from torch import nn
 import cgsgan.metrics.fakes as fakes_module
 from cgsgan import GaussianScene
 from cgsgan.camera import camera_yaw_deg, look_at
-from cgsgan.data.synth import synthesize_dataset
 from cgsgan.metrics import (
     Evaluator,
     InceptionError,
@@ -31,6 +30,7 @@ from cgsgan.metrics import (
 from cgsgan.metrics.fakes import draws, fake_features, frontal_labels, to_uint8
 from cgsgan.metrics.inception import InceptionFeatures
 from cgsgan.metrics.reals import real_features
+from cgsgan.synthetic.dataset import synthesize_dataset
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
 pytest.importorskip("torchmetrics")

@@ -5,7 +5,7 @@
     paths["ply"]    # demo_head.ply: standard 3DGS PLY (loads in 3DGS viewers)
     paths["splat"]  # demo_head.splat: for antimatter15's WebGL viewer
 
-Needs no checkpoint and no download; see :func:`cgsgan.data.demo_head`.
+Needs no checkpoint and no download; see :func:`cgsgan.synthetic.demo_head`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 
 from cgsgan.apps.files import render_views, resolve_device
 from cgsgan.camera import FRONTAL_PITCH, FRONTAL_YAW, look_at
-from cgsgan.data import demo_head
 from cgsgan.io import write_ply, write_splat
 from cgsgan.io.frames import check_up
+from cgsgan.synthetic import demo_head
 
 __all__ = ["DEMO_YAW_RANGE", "demo_yaws", "run_demo"]
 

@@ -1,12 +1,12 @@
-"""Data: the dataset format and loader, its checks, and built-in scenes that need no download.
+"""Data: the dataset format and loader, and its checks.
 
-See :mod:`cgsgan.data.dataset` (loader, samplers), :mod:`cgsgan.data.catalog`
-(layout and checks) and :mod:`cgsgan.data.demo_scene` (a procedural demo head).
+See :mod:`cgsgan.data.dataset` (loader, samplers) and :mod:`cgsgan.data.catalog`
+(layout and checks). The built-in synthetic heads live in :mod:`cgsgan.synthetic`,
+which this package does not import.
 """
 
 from cgsgan.data.catalog import DatasetError, Problem, read_distribution, scan
 from cgsgan.data.dataset import HeadsDataset, InfiniteSampler, LabelSampler
-from cgsgan.data.demo_scene import demo_head
 
 __all__ = [
     "DatasetError",
@@ -14,7 +14,6 @@ __all__ = [
     "InfiniteSampler",
     "LabelSampler",
     "Problem",
-    "demo_head",
     "read_distribution",
     "scan",
 ]

@@ -36,7 +36,7 @@ def default_dataset(
     progress: bool = True,
 ) -> Path:
     """The folder of the synthetic heads dataset for these settings, generated if it is not there yet."""
-    from cgsgan.data.synth import SYNTH_VERSION, synthesize_dataset
+    from cgsgan.synthetic.dataset import SYNTH_VERSION, synthesize_dataset
 
     root = Path(root) if root is not None else cache_dir()
     target = root / f"synth-v{SYNTH_VERSION}-r{resolution}-n{count}-s{seed}"

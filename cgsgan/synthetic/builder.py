@@ -1,4 +1,4 @@
-"""Parametric stylised human heads made of 3D Gaussians (no download, no model).
+"""Synthetic heads as 3D Gaussians: HeadParams -> GaussianScene (no download, no model).
 
     params = sample_head_params(seed=7)       # a random, frozen HeadParams
     scene = build_head(params, count=20000)   # GaussianScene, B = 1
@@ -24,10 +24,16 @@ Every surface Gaussian lies on the surface, flattened along its normal and
 oriented by its tangent frame. Colours carry baked lighting (a key light from
 a per-head direction, ambient occlusion), because the renderer has none.
 
-World frame as everywhere in cgsgan: y up, the face looks toward +z; the head
-is about 0.22 wide, 0.28 tall and 0.25 deep, centred near y = 0.04; the neck
-reaches y = -0.3 (without a bust) and the bust, 0.47 wide, y = -0.37 (below
-the frame of every dataset camera), all inside [-0.5, 0.5]^3.
+World frame as everywhere in cgsgan: y up, the face looks toward +z. The
+shapes are modelled in model units (the head about 0.22 wide, 0.28 tall and
+0.25 deep, centred near y = 0.04; the neck down to y = -0.3 without a bust,
+the bust 0.47 wide down to y = -0.37); every scene is then scaled by
+:data:`HEAD_SCALE` about the origin, which frames it as FFHQC frames its
+whole-head crops: at the EG3D cameras of the datasets (radius 2.7, focal
+4.2647, so +-0.317 at the origin) the whole head and the top of the shoulders
+fill the image, the eyes about 18 % of its width apart (FFHQ's face crops:
+about 25 %), and every Gaussian stays inside [-0.5, 0.5]^3, the generator's
+cube.
 
 ``build_head`` samples the surface from scratch (about 0.25 s for 4k Gaussians
 on one thread). ``HeadBuilder`` samples a template surface once per hair style
@@ -40,20 +46,20 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from cgsgan.gaussians import GaussianScene
+from cgsgan.synthetic.params import HAIR_LENGTHS, HeadParams
 
-__all__ = ["HAIR_STYLES", "HeadBuilder", "HeadParams", "build_head", "sample_head_params"]
+__all__ = ["HEAD_SCALE", "HeadBuilder", "build_head"]
 
-Colour = tuple[float, float, float]
 Field = Callable[[Tensor], Tensor]
 
-HAIR_STYLES = ("short", "long", "bob", "bun", "ponytail", "buzz", "bald", "curly")
+HEAD_SCALE = 1.3  # model units -> world units: frames the heads like FFHQC (module docstring)
 MIN_COUNT = 1000
 DTYPE = torch.float32  # geometry is built in float32: ample for a head 0.3 units across
 
@@ -73,243 +79,6 @@ GLASSES_SEGMENTS = (56, 8, 20)  # Gaussians along each rim, the bridge and each 
 GLASSES_COUNT = 2 * GLASSES_SEGMENTS[0] + GLASSES_SEGMENTS[1] + 2 * GLASSES_SEGMENTS[2]
 MOUTH_Y = -0.0565  # height of the line between the lips
 SMILE_BENDS = (0.012, 0.024)  # how far the upper and the lower lip rise at the mouth corners in a full smile
-
-# ------------------------------------------------------------------ palettes
-SKIN_TONES = (  # very light to very dark; sampled continuously between neighbours
-    (0.98, 0.85, 0.76),
-    (0.95, 0.78, 0.66),
-    (0.90, 0.70, 0.56),
-    (0.80, 0.60, 0.45),
-    (0.66, 0.47, 0.33),
-    (0.50, 0.34, 0.23),
-    (0.36, 0.23, 0.15),
-)
-HAIR_COLOURS = (  # (colour, weight for light skin, weight for dark skin)
-    ((0.06, 0.05, 0.045), 0.16, 0.55),  # black
-    ((0.17, 0.10, 0.06), 0.20, 0.30),  # dark brown
-    ((0.34, 0.21, 0.11), 0.16, 0.07),  # brown
-    ((0.55, 0.39, 0.22), 0.10, 0.01),  # light brown
-    ((0.86, 0.70, 0.44), 0.10, 0.01),  # blond
-    ((0.93, 0.88, 0.74), 0.03, 0.0),  # platinum
-    ((0.63, 0.24, 0.09), 0.07, 0.0),  # red
-    ((0.40, 0.15, 0.07), 0.06, 0.01),  # auburn
-    ((0.55, 0.54, 0.53), 0.07, 0.03),  # grey
-    ((0.84, 0.83, 0.82), 0.05, 0.02),  # white
-)
-IRIS_COLOURS = (  # (colour, weight for light skin, weight for dark skin)
-    ((0.20, 0.11, 0.05), 0.25, 0.75),  # dark brown
-    ((0.36, 0.21, 0.10), 0.20, 0.22),  # brown
-    ((0.45, 0.35, 0.18), 0.15, 0.03),  # hazel
-    ((0.30, 0.45, 0.28), 0.12, 0.0),  # green
-    ((0.24, 0.44, 0.68), 0.20, 0.0),  # blue
-    ((0.45, 0.50, 0.55), 0.08, 0.0),  # grey
-)
-CLOTHES = (
-    (0.92, 0.92, 0.90),  # white
-    (0.08, 0.08, 0.09),  # black
-    (0.45, 0.46, 0.48),  # grey
-    (0.12, 0.16, 0.32),  # navy
-    (0.25, 0.40, 0.65),  # blue
-    (0.62, 0.12, 0.12),  # red
-    (0.20, 0.38, 0.24),  # green
-    (0.78, 0.70, 0.56),  # beige
-    (0.42, 0.12, 0.20),  # burgundy
-    (0.80, 0.62, 0.20),  # mustard
-    (0.58, 0.45, 0.65),  # lilac
-)
-FRAMES = (
-    (0.04, 0.04, 0.04),  # black
-    (0.22, 0.12, 0.06),  # tortoise brown
-    (0.35, 0.36, 0.38),  # gunmetal
-    (0.70, 0.58, 0.30),  # gold
-    (0.10, 0.13, 0.28),  # navy
-)
-# Hair styles: (weight, range of the masculinity latent that shapes the face).
-STYLE_PRIORS = {
-    "short": (0.22, (0.45, 1.0)),
-    "long": (0.17, (0.0, 0.4)),
-    "bob": (0.11, (0.0, 0.45)),
-    "bun": (0.08, (0.0, 0.4)),
-    "ponytail": (0.10, (0.0, 0.45)),
-    "buzz": (0.11, (0.55, 1.0)),
-    "bald": (0.08, (0.65, 1.0)),
-    "curly": (0.13, (0.0, 1.0)),
-}
-HAIR_LENGTHS = {"long": (-0.27, -0.17), "bob": (-0.10, -0.055), "ponytail": (-0.17, -0.09)}
-
-
-# -------------------------------------------------------------------- params
-@dataclass(frozen=True)
-class HeadParams:
-    """Everything that makes one head. The defaults are an average head with short brown hair.
-
-    Proportion factors are 1 for the average head and scale the part they name;
-    colours are albedo RGB in [0, 1], before the baked lighting; lengths and
-    heights are world units (the head is about 0.22 wide).
-    """
-
-    seed: int = 0  # drives the surface sampling and the per-Gaussian colour noise
-    # -- head and face shape
-    width: float = 1.0  # skull, jaw and brow width (x)
-    height: float = 1.0  # skull height (y)
-    depth: float = 1.0  # skull depth, front to back (z)
-    jaw: float = 1.0  # jaw width, on top of ``width``
-    chin: float = 1.0  # chin length and prominence
-    cheeks: float = 1.0  # cheek fullness
-    neck: float = 1.0  # neck thickness
-    nose_length: float = 1.0  # nose length (and how far down its tip sits)
-    nose_width: float = 1.0  # width of the bridge, tip and wings
-    eye_spacing: float = 0.0455  # |x| of the eye centres
-    eye_size: float = 1.0  # eyeball size, so also how wide the eyes open
-    ear_size: float = 1.0  # ear height and depth
-    ear_angle: float = 0.35  # radians the ears turn out from the skull (larger: protruding)
-    mouth_width: float = 1.0  # lip width
-    lips: float = 1.0  # lip thickness
-    smile: float = 0.0  # 0 neutral .. 1 broad smile: corners up, lips parted over teeth, cheeks up
-    brow_weight: float = 1.0  # eyebrow thickness
-    brow_arch: float = 1.0  # eyebrow arch height
-    # -- colours
-    skin: Colour = (0.93, 0.74, 0.60)  # skin albedo
-    iris: Colour = (0.33, 0.20, 0.10)  # iris albedo
-    lip_tint: float = 0.0  # 0 natural lips .. 1 red lipstick
-    # -- hair
-    hair_style: str = "short"  # one of HAIR_STYLES
-    hair_colour: Colour = (0.27, 0.16, 0.09)  # hair albedo (brows are a darker shade of it)
-    hairline: float = 0.122  # hairline height at the middle of the forehead (below ~0.1: a fringe)
-    hair_volume: float = 1.0  # thickness of the hair over the skull (and of buns, tails, curtains)
-    hair_length: float = -0.2  # y where long, bob and ponytail hair ends
-    hair_front: float = 0.03  # z of the front edge of long and bob hair at the sides (> 0.01 hides the ears)
-    beard: float = 0.0  # 0 clean-shaven, ~0.3 stubble, 1 full beard (painted on the skin)
-    # -- glasses, clothes
-    glasses: bool = False  # whether the head wears glasses
-    glasses_colour: Colour = (0.04, 0.04, 0.04)  # frame colour
-    glasses_shape: float = 0.5  # 0 round .. 1 rectangular rims (also thicker frames)
-    glasses_size: float = 1.0  # lens size
-    bust: bool = True  # shoulders and chest in clothes under the neck (False: the neck ends at y = -0.3)
-    clothes: Colour = (0.12, 0.16, 0.32)  # clothes albedo
-    neckline: float = 0.03  # how far the neckline of the clothes dips at the front
-    # -- lighting
-    light_azimuth: float = 0.43  # key light direction: radians around y from +z (+: from the +x side)
-    light_elevation: float = 0.58  # key light elevation above the horizontal, radians
-
-    def __post_init__(self) -> None:
-        if self.hair_style not in HAIR_STYLES:
-            raise ValueError(f"hair_style must be one of {HAIR_STYLES}, got {self.hair_style!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("seed", "hair_style"):
-                continue
-            if isinstance(value, tuple):
-                if len(value) != 3 or not all(0 <= c <= 1 for c in value):
-                    raise ValueError(f"{f.name} must be 3 numbers in [0, 1], got {value!r}")
-            elif not isinstance(value, bool) and not (isinstance(value, numbers.Real) and math.isfinite(value)):
-                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
-        if not 0 <= self.smile <= 1:
-            raise ValueError(f"smile must be in [0, 1], got {self.smile}")
-
-
-# ------------------------------------------------------------------ sampling
-class _Draw:
-    """Random draws from one torch.Generator, as python numbers."""
-
-    def __init__(self, seed: int):
-        self.gen = torch.Generator().manual_seed(int(seed) % (1 << 63))
-
-    def uniform(self, low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand((), generator=self.gen, dtype=torch.float64))
-
-    def chance(self, p: float) -> bool:
-        return self.uniform(0, 1) < p
-
-    def choice(self, weights: Sequence[float]) -> int:
-        return int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=self.gen))
-
-
-def _skin_tone(draw: _Draw) -> tuple[Colour, float]:
-    """A skin albedo between neighbouring palette tones and its darkness t in [0, 1]."""
-    t = draw.uniform(0, 1)
-    pos = t * (len(SKIN_TONES) - 1)
-    i = min(int(pos), len(SKIN_TONES) - 2)
-    a, b, f = SKIN_TONES[i], SKIN_TONES[i + 1], pos - i
-    warm = draw.uniform(-1, 1)  # undertone: pinker or more olive
-    tone = [(1 - f) * x + f * y for x, y in zip(a, b, strict=True)]
-    tone = [tone[0] * (1 + 0.02 * warm), tone[1] * (1 - 0.01 * warm), tone[2] * (1 - 0.04 * warm)]
-    return _clip(tone), t
-
-
-def _clip(colour: Sequence[float]) -> Colour:
-    return tuple(min(1.0, max(0.0, float(c))) for c in colour)
-
-
-def _palette(draw: _Draw, palette: Sequence, darkness: float, jitter: float) -> Colour:
-    """A palette entry chosen with weights blended by skin darkness, brightness jittered."""
-    weights = [(1 - darkness) * light + darkness * dark for _, light, dark in palette]
-    colour = palette[draw.choice(weights)][0]
-    gain = draw.uniform(1 - jitter, 1 + jitter)
-    return _clip(c * gain for c in colour)
-
-
-def sample_head_params(seed: int) -> HeadParams:
-    """A random head: shape, colours, hair style, expression, glasses (about 1 in 5), clothes, light.
-
-    Deterministic for ``seed`` (any int). A hidden masculinity latent, drawn
-    within a range set by the hair style, couples jaw, brows, neck, beard and
-    lipstick, so that faces stay coherent.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    draw = _Draw(seed)
-    style = HAIR_STYLES[draw.choice([STYLE_PRIORS[s][0] for s in HAIR_STYLES])]
-    low, high = STYLE_PRIORS[style][1]
-    male = draw.uniform(low, high)
-    skin, dark = _skin_tone(draw)
-    hair = _palette(draw, HAIR_COLOURS, dark, 0.12)
-    if style == "curly" and dark > 0.5:
-        hair = _palette(draw, HAIR_COLOURS[:2], 1.0, 0.1)
-    length = HAIR_LENGTHS.get(style, (-0.2, -0.2))
-    neutral = draw.chance(0.4)
-    return HeadParams(
-        seed=int(seed),
-        width=draw.uniform(0.95, 1.05) + 0.02 * male,
-        height=draw.uniform(0.96, 1.04),
-        depth=draw.uniform(0.96, 1.04),
-        jaw=draw.uniform(0.9, 1.0) + 0.09 * male,
-        chin=draw.uniform(0.9, 1.08) + 0.08 * male,
-        cheeks=draw.uniform(0.85, 1.2),
-        neck=draw.uniform(1.06, 1.2) + 0.14 * male,
-        nose_length=draw.uniform(0.9, 1.14),
-        nose_width=draw.uniform(0.85, 1.2) + 0.05 * dark,
-        eye_spacing=draw.uniform(0.0425, 0.0485),
-        eye_size=draw.uniform(0.92, 1.1) - 0.04 * male,
-        ear_size=draw.uniform(0.88, 1.15),
-        ear_angle=draw.uniform(0.2, 0.55),
-        mouth_width=draw.uniform(0.9, 1.12),
-        lips=draw.uniform(0.8, 1.2) + 0.15 * dark - 0.1 * male,
-        smile=draw.uniform(0.0, 0.25) if neutral else draw.uniform(0.35, 1.0),
-        brow_weight=draw.uniform(0.7, 1.0) + 0.25 * male,
-        brow_arch=draw.uniform(0.7, 1.4) - 0.25 * male,
-        skin=skin,
-        iris=_palette(draw, IRIS_COLOURS, dark, 0.12),
-        lip_tint=draw.uniform(0.3, 0.9) if male < 0.4 and draw.chance(0.35) else draw.uniform(0, 0.15),
-        hair_style=style,
-        hair_colour=hair,
-        hairline=draw.uniform(0.078, 0.1) if draw.chance(0.25) and style != "bald" else draw.uniform(0.105, 0.135),
-        hair_volume=draw.uniform(0.75, 1.3),
-        hair_length=draw.uniform(*length),
-        hair_front=draw.uniform(-0.01, 0.045),
-        beard=(draw.uniform(0.2, 1.0) if draw.chance(0.5) else 0.0) if male > 0.6 else 0.0,
-        glasses=draw.chance(0.2),
-        glasses_colour=_clip(c * draw.uniform(0.9, 1.1) for c in FRAMES[draw.choice([3, 2, 1, 1, 1])]),
-        glasses_shape=draw.uniform(0, 1),
-        glasses_size=draw.uniform(0.9, 1.1),
-        bust=True,
-        clothes=_clip(c * draw.uniform(0.85, 1.1) for c in CLOTHES[draw.choice([1] * len(CLOTHES))]),
-        neckline=draw.uniform(0.0, 0.07),
-        light_azimuth=draw.uniform(-0.75, 0.75),
-        light_elevation=draw.uniform(0.25, 0.85),
-    )
 
 
 # ------------------------------------------------------------ implicit parts
@@ -1230,8 +999,8 @@ def _assemble(solid: _Solid, surface: _Surface, material: Tensor, count: int, ge
         parts.append(_glasses(solid))
     xyz, scales, rotations, colours = (torch.cat(t)[None].float() for t in zip(*parts, strict=True))
     return GaussianScene.from_activated(
-        xyz=xyz,
-        scales=scales,
+        xyz=xyz * HEAD_SCALE,
+        scales=scales * HEAD_SCALE,
         rotations=rotations,
         opacities=torch.full_like(xyz[:, :, :1], OPACITY),
         rgb=colours,

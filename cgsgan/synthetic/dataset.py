@@ -15,8 +15,9 @@ training better than many views of a few):
 ``dataset.json`` is written last (through a temporary name and a rename), so
 a folder without it is an interrupted run.
 
-Heads come from :func:`cgsgan.data.heads.sample_head_params` and a
-:class:`cgsgan.data.heads.HeadBuilder`; cameras from :func:`sample_poses`:
+Heads come from :func:`cgsgan.synthetic.params.sample_head_params` and a
+:class:`cgsgan.synthetic.builder.HeadBuilder` (framed like FFHQC's whole-head
+crops, see there); cameras from :func:`sample_poses`:
 yaw (azimuth from the frontal view, + toward +x) and pitch (elevation, + =
 camera above) are truncated normals at 3 standard deviations, so most views
 are near frontal with tails to the sides, as in FFHQ. Cameras sit at radius
@@ -52,10 +53,11 @@ from tqdm import tqdm
 
 from cgsgan.atomic import atomic_write
 from cgsgan.camera import DEFAULT_FOCAL, DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
-from cgsgan.data.heads import HeadBuilder, HeadParams, sample_head_params
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io import write_ply
 from cgsgan.render import render
+from cgsgan.synthetic.builder import HeadBuilder
+from cgsgan.synthetic.params import HeadParams, sample_head_params
 
 __all__ = [
     "DEFAULT_GAUSSIANS",
@@ -67,7 +69,7 @@ __all__ = [
     "synthesize_dataset",
 ]
 
-SYNTH_VERSION = 1  # bump whenever the same settings would give different files
+SYNTH_VERSION = 2  # bump whenever the same settings would give different files (2: heads framed like FFHQC)
 DEFAULT_GAUSSIANS = {16: 4000, 32: 4000, 64: 4000, 128: 8000, 256: 16000}  # per resolution; larger: 32000
 YAW_STD = 20.0  # degrees
 PITCH_STD = 6.0  # degrees

@@ -1,4 +1,4 @@
-"""cgsgan.data.demo_head: the procedural demo head."""
+"""cgsgan.synthetic.demo_head: the demo head preset."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from cgsgan.camera import DEFAULT_FOCAL, look_at
-from cgsgan.data import demo_head
 from cgsgan.gaussians import GaussianScene
 from cgsgan.render import render
+from cgsgan.synthetic import HEAD_SCALE as S
+from cgsgan.synthetic import demo_head
 
 FRONTAL = (math.pi / 2, math.pi / 2)
 SMALL = 2000  # enough Gaussians for the structural tests, fast to build
@@ -61,7 +62,7 @@ def test_fields_finite_and_activations_sane(head):
     assert (rgb >= 0).all() and (rgb <= 1 + 1e-5).all()
     assert (head.opacities() > 0.9).all()  # an opaque surface
     scales = head.scales()
-    assert (scales > 0).all() and scales.max() < 0.02
+    assert (scales > 0).all() and scales.max() < 0.02 * S
     # Flat discs: the smallest axis is well below the largest.
     assert (scales.amin(-1) < 0.5 * scales.amax(-1)).all()
 
@@ -71,10 +72,10 @@ def test_inside_unit_cube(head):
     assert xyz.abs().max() <= 0.5
     reach = xyz.abs() + 3 * head.scales()[0].amax(-1, keepdim=True)
     assert reach.max() < 0.5
-    # Proportions from the brief: about 0.22 wide, neck down to y = -0.3.
-    assert 0.2 < xyz[:, 0].max() - xyz[:, 0].min() < 0.28
-    assert xyz[:, 1].min() == pytest.approx(-0.3, abs=0.005)
-    assert 0.17 < xyz[:, 1].max() < 0.23
+    # Proportions of the model (about 0.22 wide, neck down to y = -0.3), framed by the builder's scale.
+    assert 0.2 * S < xyz[:, 0].max() - xyz[:, 0].min() < 0.28 * S
+    assert xyz[:, 1].min() == pytest.approx(-0.3 * S, abs=0.005)
+    assert 0.17 * S < xyz[:, 1].max() < 0.23 * S
 
 
 def test_frontal_render_opaque_centre_white_corners(head):
@@ -85,6 +86,11 @@ def test_frontal_render_opaque_centre_white_corners(head):
     for row, col in [(0, 0), (0, -1), (-1, 0), (-1, -1)]:
         assert alpha[row, col] < 0.01
         assert torch.allclose(image[:, row, col], torch.ones(3), atol=0.01)
+
+
+def world(*point: float) -> tuple[float, ...]:
+    """A point given in the heads' model units, in world units (the builder scales its scenes)."""
+    return tuple(S * c for c in point)
 
 
 def _pixel(point: tuple[float, float, float], radius: float, size: int) -> tuple[int, int]:
@@ -107,13 +113,13 @@ def test_face_has_eyes_and_mouth(seed, head):
         row, col = _pixel(point, radius, size)
         return slice(row - half, row + half + 1), slice(col - half, col + half + 1)
 
-    cheek = window((0.05, -0.02, 0.1), 2)
+    cheek = window(world(0.05, -0.02, 0.1), 2)
     skin_luminance, skin_redness = luminance[cheek].mean(), redness[cheek].mean()
     for eye_x in (0.045, -0.045):
-        eye = window((eye_x, 0.05, 0.11), 3)
+        eye = window(world(eye_x, 0.05, 0.11), 3)
         assert luminance[eye].min() < 0.5 * skin_luminance  # iris / pupil
         assert luminance[eye].max() > skin_luminance + 0.1  # white sclera
-    mouth = window((0.0, -0.056, 0.12), 2)
+    mouth = window(world(0.0, -0.056, 0.12), 2)
     assert redness[mouth].mean() > skin_redness + 0.05
 
 
