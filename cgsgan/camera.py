@@ -40,6 +40,7 @@ __all__ = [
     "fov_from_focal",
     "focal_from_fov",
     "look_at",
+    "orbit_labels",
     "mirror_labels",
     "camera_positions",
     "camera_yaw_deg",
@@ -320,6 +321,19 @@ def look_at(
     origin = _orbit_origin(yaw_t, pitch_t, radius_t)
     cam2world = _look_at_cam2world(origin, target.expand_as(origin))
     return matrices_to_labels(cam2world, _intrinsics(focal_t)).to(dtype)
+
+
+def orbit_labels(yaw_deg: Tensor, elevation_deg: Tensor) -> Tensor:
+    """Labels [N, 25] (float32) of the standard cameras (radius 2.7, focal 4.2647, looking at the
+    origin) at azimuth ``yaw_deg`` [N] from the frontal view (+ toward +x) and elevation
+    ``elevation_deg`` [N] above the horizontal (+ = camera above), in degrees.
+
+    look_at's pitch is a polar parameter (pi / 2 is level; the camera height is
+    radius * (1 - 2 pitch / pi)), so an elevation e maps to pi / 2 (1 - sin e).
+    """
+    yaw = FRONTAL_YAW + torch.deg2rad(yaw_deg)
+    pitch = FRONTAL_PITCH * (1 - torch.sin(torch.deg2rad(elevation_deg)))
+    return look_at(yaw, pitch, radius=DEFAULT_RADIUS, focal=DEFAULT_FOCAL)
 
 
 # --------------------------------------------------------------- transforms

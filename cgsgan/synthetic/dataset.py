@@ -52,7 +52,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from cgsgan.atomic import atomic_write
-from cgsgan.camera import DEFAULT_FOCAL, DEFAULT_RADIUS, FRONTAL_PITCH, FRONTAL_YAW, look_at
+from cgsgan.camera import DEFAULT_FOCAL, DEFAULT_RADIUS, orbit_labels
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io import write_ply
 from cgsgan.render import render
@@ -100,15 +100,9 @@ def sample_poses(
 
 
 def pose_labels(yaw_deg: Tensor, pitch_deg: Tensor) -> Tensor:
-    """Camera labels [N, 25] (float32) at radius 2.7, focal 4.2647, looking at the origin,
-    for yaw_deg [N] and pitch_deg [N] as :func:`sample_poses` gives them.
-
-    look_at's pitch is a polar parameter (pi / 2 is level; the camera height is
-    radius * (1 - 2 pitch / pi)), so an elevation e maps to pi / 2 (1 - sin e).
-    """
-    yaw = FRONTAL_YAW + torch.deg2rad(yaw_deg)
-    pitch = FRONTAL_PITCH * (1 - torch.sin(torch.deg2rad(pitch_deg)))
-    return look_at(yaw, pitch, radius=DEFAULT_RADIUS, lookat=LOOKAT, focal=DEFAULT_FOCAL)
+    """Camera labels [N, 25] (float32) for yaw_deg [N] and pitch_deg [N] as :func:`sample_poses`
+    gives them: :func:`cgsgan.camera.orbit_labels` (radius 2.7, focal 4.2647, looking at the origin)."""
+    return orbit_labels(yaw_deg, pitch_deg)
 
 
 # -------------------------------------------------------------------- heads
