@@ -714,10 +714,11 @@ def info(paths: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------- dataset
 @main.group(context_settings=CONTEXT)
 def dataset() -> None:
-    """Check, rebalance and synthesise head datasets (EG3D / FFHQC layout).
+    """Prepare, check, rebalance and synthesise head datasets (EG3D / FFHQC layout).
 
     \b
     Examples:
+      cgsgan dataset prepare photos/ data/mine --resolution 512
       cgsgan dataset check /data/FFHQC/512
       cgsgan dataset rebalance attributes.csv --out dist.json
       cgsgan dataset synth out/synth64 --count 5000 --resolution 64
@@ -822,6 +823,121 @@ def rebalance(attributes: str, out: str, extreme_yaw: float, extreme_copies: int
     click.echo(f"before: {len(rows)} images\n{pose_histogram(rows)}\n")
     click.echo(f"after: {len(numbers)} entries\n{pose_histogram(rows, numbers)}\n")
     _report([atomic_write(out, lambda f: f.write(json.dumps(numbers).encode()))], time.perf_counter())
+
+
+@dataset.command(context_settings=CONTEXT)
+@click.argument("photos", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--resolution",
+    "resolutions",
+    type=int,
+    multiple=True,
+    default=(512,),
+    show_default=True,
+    help="Crop size, a power of two; repeat for several (one mask set, at the largest).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Worker processes [default: the CPU count]; 0 runs in this process.",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    default=0.8,
+    show_default=True,
+    help="Lowest face detection confidence accepted.",
+)
+@click.option(
+    "--max-upscale",
+    type=click.FloatRange(min=0),
+    default=4.0,
+    show_default=True,
+    help="Most crop pixels per photo pixel (at the largest resolution).",
+)
+@click.option(
+    "--min-sharpness",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Lowest variance of the Laplacian of the crop at 256^2; 0 accepts any.",
+)
+@click.option("--max-yaw", type=click.FloatRange(0, 180), default=90.0, show_default=True, help="Most |yaw|, degrees.")
+@click.option(
+    "--max-pitch", type=click.FloatRange(0, 90), default=45.0, show_default=True, help="Most |pitch|, degrees."
+)
+@click.option(
+    "--max-fit-error",
+    type=click.FloatRange(min=0),
+    default=0.15,
+    show_default=True,
+    help="Most landmark fit error (fraction of the eye distance); occluded faces fit badly.",
+)
+@click.option(
+    "--max-padding",
+    type=click.FloatRange(0, 1),
+    default=0.4,
+    show_default=True,
+    help="Most share of the crop outside the photo (reflected).",
+)
+@click.option(
+    "--filter",
+    "user_filter",
+    metavar="MODULE:FUNCTION",
+    default=None,
+    help="Your own test: FUNCTION(crop, scores) returns True/None to keep, False or a reason to reject.",
+)
+@click.option(
+    "--rebalance/--no-rebalance",
+    default=True,
+    show_default=True,
+    help="distribution.json repeats extreme poses and frontal non-smiling faces (dataset rebalance's rules).",
+)
+@click.option("--mask/--no-mask", default=True, show_default=True, help="Matte the background (mask/ folder).")
+@click.option(
+    "--eye-width",
+    type=float,
+    default=0.17,
+    show_default=True,
+    help="Framing: the eye distance as a fraction of the crop width (smaller: more room around the head).",
+)
+@friendly_errors
+def prepare(photos: str, out: str, resolutions: tuple[int, ...], workers: int | None, min_score: float,
+            max_upscale: float, min_sharpness: float, max_yaw: float, max_pitch: float, max_fit_error: float,
+            max_padding: float, user_filter: str | None, rebalance: bool, mask: bool,
+            eye_width: float) -> None:  # fmt: skip
+    """Turn raw photos into a training dataset: face, camera label, whole-head crop, mask, scores.
+
+    PHOTOS is a folder (searched recursively), a zip, or a text file listing
+    photo paths. Each photo: faces are detected (none, or two of comparable
+    size: skipped); the head pose is fitted to five landmarks and written as an
+    EG3D camera label; a square crop of the whole head is cut to match that
+    camera (reflection padding where the photo ends); the background is matted.
+    OUT gets the crops (OUT/512/...), masks (OUT/mask/...), dataset.json,
+    attributes.csv (every photo's scores and verdict), distribution.json
+    (rebalanced) and report.jsonl. Photos failing a threshold or --filter go
+    to OUT/rejected/, listed with their scores. Re-running skips finished
+    photos, so an interrupted run resumes; changed thresholds need no
+    reprocessing. Needs: pip install "cgsgan[prepare]".
+
+    \b
+    Examples:
+      cgsgan dataset prepare photos/ data/mine
+      cgsgan dataset prepare photos.zip data/mine --resolution 512 --resolution 256
+      cgsgan dataset prepare list.txt data/mine --max-yaw 60 --min-sharpness 50
+      cgsgan dataset prepare photos/ data/mine --filter myfilters:no_glasses
+      cgsgan train --data data/mine/512 --dist data/mine/distribution.json --preset ffhqc512
+    """
+    from cgsgan.data.rebalance import Rebalancing
+    from cgsgan.prepare import Thresholds, prepare_dataset
+
+    thresholds = Thresholds(min_score=min_score, max_upscale=max_upscale, min_sharpness=min_sharpness, max_yaw=max_yaw,
+                            max_pitch=max_pitch, max_error=max_fit_error, max_padding=max_padding)  # fmt: skip
+    result = prepare_dataset(photos, out, resolutions, workers, thresholds, user_filter,
+                             Rebalancing() if rebalance else None, mask=mask, eye_width=eye_width)  # fmt: skip
+    click.echo(result.summary())
 
 
 @dataset.command(context_settings=CONTEXT)
