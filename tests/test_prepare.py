@@ -243,6 +243,31 @@ def test_prepare_resumes_and_refilters_without_reprocessing(networks, photo_fold
     assert (back.accepted, back.rejected) == (2, 0) and (out / "64" / mirrored).exists()
 
 
+def test_an_interrupted_run_leaves_a_usable_dataset_and_resumes(networks, photo_folder, tmp_path, monkeypatch):
+    from cgsgan.data import scan
+    from cgsgan.prepare import pipeline, prepare_dataset
+
+    real, seen = pipeline._work, []
+
+    def stop_at_the_third(job):
+        if len(seen) == 2:  # a photo in flight: its crop is written, its report line is not
+            Image.new("RGB", (64, 64)).save(job.out / "64" / f"{job.number:05d}.png")
+            raise KeyboardInterrupt
+        seen.append(job.name)
+        return real(job)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(pipeline, "_work", stop_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(photo_folder, out, resolutions=(64,), workers=0, progress=False)
+    assert seen == ["astronaut.png", "broken.jpg"] and len(_report(out)) == 2
+    catalog = scan(out / "64")
+    assert catalog.problems == [] and len(catalog.entries) == 1  # the in-flight crop was removed
+    monkeypatch.setattr(pipeline, "_work", real)
+    resumed = prepare_dataset(photo_folder, out, resolutions=(64,), workers=0, progress=False)
+    assert resumed.processed == 2 and (resumed.accepted, resumed.skipped) == (2, 2)
+
+
 def test_prepare_reads_zips_and_lists_with_worker_processes(networks, photo_folder, tmp_path, astronaut):
     from cgsgan.prepare import Photos, prepare_dataset
 

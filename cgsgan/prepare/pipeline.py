@@ -384,10 +384,22 @@ def _place(out: Path, file: str, folders: Sequence[str], accepted: bool) -> None
         _move(aside, inside) if accepted else _move(inside, aside)
 
 
+def _remove_orphans(out: Path, folders: Sequence[str], known: set[str]) -> None:
+    """Delete crops and masks no report line accounts for: those of photos in flight when a run was
+    stopped (they are made again when the run resumes)."""
+    for folder in folders:
+        for where in (out / folder, out / REJECTED / folder):
+            if where.is_dir():
+                for path in where.glob("*.png"):
+                    if path.name not in known:
+                        path.unlink()
+
+
 def _finish(out: Path, records: dict[str, dict], resolutions: Sequence[int], thresholds: Thresholds,
             user_filter: UserFilter | None, rules: Rebalancing | None) -> tuple[int, int, int]:  # fmt: skip
     """Filter, move, and write attributes.csv, distribution.json and (last) dataset.json."""
     folders = [*(str(r) for r in resolutions), MASK_DIR]
+    _remove_orphans(out, folders, {r["file"] for r in records.values() if r["status"] == "ok"})
     rows, labels, attributes = [], [], []
     for record in sorted(records.values(), key=lambda r: r["number"]):
         if record["status"] != "ok":
@@ -484,6 +496,13 @@ def prepare_dataset(
                 bar.update()
                 if record["status"] != "ok":
                     bar.write(f"skipped {record['photo']}: {record['reason']}")
+        except KeyboardInterrupt:  # what finished stays usable: write the dataset files for it, then stop
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+            _finish(out, records, resolutions, thresholds, user_filter, rebalancing)
+            raise
         finally:
             bar.close()
             if pool is not None:
