@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu.sh                 # everything: tests, then the render / generator / training benchmarks
 #   bash benchmarks/gpu.sh tests           # the GPU-marked tests and a CUDA training smoke run
-#   bash benchmarks/gpu.sh render train    # some of: tests render generator synthesis train metrics
+#   bash benchmarks/gpu.sh render train    # some of: tests render generator synthesis train metrics invert
 #
 # Needs torch with CUDA and gsplat (pip install -e ".[cuda]"); gsplat compiles its kernels on first use
 # (a few minutes), into $TORCH_EXTENSIONS_DIR when that is set.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-parts=" ${*:-tests render generator synthesis train metrics} "
+parts=" ${*:-tests render generator synthesis train metrics invert} "
 status=0
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember a failure
     echo "== $1"
@@ -54,5 +54,11 @@ if [[ $parts == *" metrics "* ]]; then  # needs: pip install -e ".[metrics]" && 
     step metrics python3 benchmarks/metrics.py --device cuda --presets tiny64 ffhqc256 ffhqc512
     step metrics-cli python3 -m cgsgan metrics --metrics fid2k_full,kid2k_full,fid3d_2k_full,fidyaw_1k_full \
         --device cuda --batch 64 --out "$OUT/metrics" --cache "$OUT/metrics-cache"
+fi
+if [[ $parts == *" invert "* ]]; then  # needs the Inception weights (as metrics) and the prepare extra
+    step invert python3 benchmarks/invert.py --device cuda --preset ffhqc512 --steps 100 --tune-steps 50
+    python3 -c "import skimage.data, PIL.Image as I; I.fromarray(skimage.data.astronaut()).save('$OUT/astronaut.png')"
+    step invert-cli python3 -m cgsgan invert "$OUT/astronaut.png" --device cuda --steps 20 --tune-steps 10 \
+        --out "$OUT/invert"
 fi
 exit $status

@@ -711,6 +711,154 @@ def info(paths: tuple[str, ...]) -> None:
         click.echo(str(describe(path)))
 
 
+# -------------------------------------------------------------------- invert
+@main.command(context_settings=CONTEXT)
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@NETWORK_OPTION
+@click.option(
+    "--out", "outdir", type=click.Path(file_okay=False), default="out/invert", show_default=True, help="Output folder."
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="LABEL",
+    help="Aligned input: 25 numbers or a dataset.json, once per image (or one dataset.json for all). "
+    "Without it, photos go through photo preparation.",
+)
+@click.option(
+    "--mask",
+    "masks",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Mask of an aligned image, once per image (default: the whole image is the head).",
+)
+@click.option(
+    "--space",
+    type=click.Choice(["w", "w+"]),
+    default="w",
+    show_default=True,
+    help="Latent: one w for every block, or one per block (closer fits, less like a head elsewhere).",
+)
+@click.option("--steps", type=click.IntRange(min=0), default=400, show_default=True, help="Latent steps.")
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=5e-3, show_default=True, help="Latent learning rate."
+)
+@click.option(
+    "--tune-steps",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="Pivotal tuning steps of the generator; 0 turns tuning off.",
+)
+@click.option(
+    "--tune-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5e-4,
+    show_default=True,
+    help="Tuning learning rate.",
+)
+@click.option(
+    "--mse", "mse_weight", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of the pixel MSE."
+)
+@click.option(
+    "--perceptual",
+    type=click.Choice(["inception", "lpips", "none"]),
+    default="inception",
+    show_default=True,
+    help="Perceptual distance: Inception features (offline), LPIPS-VGG (needs --lpips-weights), or none.",
+)
+@click.option(
+    "--perceptual-weight",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Weight of the perceptual distance.",
+)
+@click.option(
+    "--lpips-weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="torchvision's VGG-16 weights (vgg16-397923af.pth) for --perceptual lpips.",
+)
+@click.option(
+    "--locality",
+    "locality_weight",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Tuning: keep renders of nearby latents from random views as they were.",
+)
+@click.option(
+    "--geometry",
+    "geometry_weight",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Tuning: keep the head's Gaussian centres where the untuned generator put them.",
+)
+@click.option(
+    "--target-loss",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop a stage early once its view loss is below this.",
+)
+@click.option(
+    "--formats", default="ply", show_default=True, help="Head files, comma-separated: ply, compressed.ply, splat, spz."
+)
+@click.option("--frames", type=click.IntRange(min=1), default=48, show_default=True, help="Turntable frames.")
+@click.option("--video", default="turntable.gif", show_default=True, help="Turntable file name (.gif or .mp4).")
+@click.option(
+    "--eye-width",
+    type=float,
+    default=None,
+    help="Framing of raw photos (photo preparation's); default: the network's (0.187 built-in, else 0.17).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Background colours, locality.")
+@DEVICE_OPTION
+@friendly_errors
+def invert(photos: tuple[str, ...], network: str | None, outdir: str, labels: tuple[str, ...], masks: tuple[str, ...],
+           space: str, steps: int, lr: float, tune_steps: int, tune_lr: float, mse_weight: float, perceptual: str,
+           perceptual_weight: float, lpips_weights: str | None, locality_weight: float, geometry_weight: float,
+           target_loss: float | None, formats: str, frames: int, video: str, eye_width: float | None, seed: int,
+           device: str | None) -> None:  # fmt: skip
+    """Invert photos of one person into a 3D Gaussian head: files, turntable, comparison, latent.
+
+    Raw photos go through photo preparation (face, camera, crop, mask; needs
+    the prepare extra); aligned crops come with --label (and --mask). Several
+    photos of one person are fitted together, each with its own camera. Stage
+    1 fits the latent w; stage 2 fine-tunes the generator around it (pivotal
+    tuning). Writes head.ply (and --formats), a turntable, compare.png (input,
+    reconstruction, +-30 and +-60 deg of yaw), latent.npz, the tuned
+    generator.safetensors and result.json (losses, PSNR at the input views).
+
+    \b
+    Examples:
+      cgsgan invert me.jpg                                    # built-in network, CPU
+      cgsgan invert me.jpg me_left.jpg --network ffhqc512.safetensors --device cuda
+      cgsgan invert crop.png --label data/mine/dataset.json --mask data/mine/mask/00000.png
+      cgsgan invert me.jpg --steps 200 --tune-steps 0 --perceptual none     # quick, latent only
+    """
+    from cgsgan.apps.files import SCENE_SUFFIXES
+    from cgsgan.apps.invert import invert_files
+    from cgsgan.invert import InversionConfig
+
+    started = time.perf_counter()
+    chosen = tuple(f.strip().lstrip(".") for f in formats.split(",") if f.strip())
+    if not chosen or any("." + f not in SCENE_SUFFIXES for f in chosen):
+        names = ", ".join(s.lstrip(".") for s in SCENE_SUFFIXES)
+        raise click.BadParameter(f"{formats!r}: choose from {names}", param_hint="--formats")
+    cfg = InversionConfig(space=space, steps=steps, lr=lr, tune_steps=tune_steps, tune_lr=tune_lr,
+                          mse_weight=mse_weight, perceptual_weight=perceptual_weight if perceptual != "none" else 0.0,
+                          locality_weight=locality_weight, geometry_weight=geometry_weight, target_loss=target_loss,
+                          seed=seed)  # fmt: skip
+    summary = invert_files(photos, outdir, _network_file(network), labels or None, masks or None, cfg, perceptual,
+                           lpips_weights, chosen, frames, video, device, eye_width)  # fmt: skip
+    for view in summary["views"]:
+        click.echo(f"{view['source']}: PSNR {view['psnr_db']:.2f} dB at its view")
+    _report(summary["files"], started)
+
+
 # ------------------------------------------------------------------- dataset
 @main.group(context_settings=CONTEXT)
 def dataset() -> None:
