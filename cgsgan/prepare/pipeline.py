@@ -180,12 +180,15 @@ def _refined_landmarks(detect: FaceDetector, image: np.ndarray, landmarks: np.nd
 
     The detector's landmarks lean toward upright (turning a crop by 10 degrees turns the eye line it reads
     by about 4), so the crop's turn is found where a line fitted to the readings at a few turns crosses
-    level (twice, the second time closer); then
-    crops at REFINE_SPANS are averaged (single detections move by a few pixels with the scale). Crops are
-    placed, sized and turned from the landmarks, which mirror with the photo, so the result does too."""
+    level (twice, the second time closer); then crops at REFINE_SPANS are averaged (single detections move
+    by a few pixels with the scale). Crops are placed, sized and turned from the landmarks, which mirror
+    with the photo, so the result does too. A large face is cut from the photo shrunk to twice the crops'
+    scale first (warpAffine does not average)."""
     spread = float(np.sqrt(((landmarks - landmarks.mean(0)) ** 2).sum(1).mean()))
-    centre = landmarks.mean(0)
     scale = REFINE_SIDE / (REFINE_SPANS[1] * FACE_PER_SPREAD * spread)
+    image, shrink = _resized(image, round(max(image.shape[:2]) * scale * 2)) if scale < 0.5 else (image, 1.0)
+    landmarks, scale = landmarks * shrink, scale / shrink
+    centre = landmarks.mean(0)
     angle = _eye_angle(landmarks)
     for offsets in ROLL_SEARCH:  # the eye line's reading against the crop's turn is near linear but noisy
         tries = [(angle + o, f[1]) for o in offsets if (f := _landmarks_at(detect, image, centre, angle + o, scale))]
@@ -198,7 +201,7 @@ def _refined_landmarks(detect: FaceDetector, image: np.ndarray, landmarks: np.nd
         angle = float(np.clip(-intercept / slope, angle - 30, angle + 30))
     found = [f[0] for span in REFINE_SPANS
              if (f := _landmarks_at(detect, image, centre, angle, scale * REFINE_SPANS[1] / span))]  # fmt: skip
-    return np.mean(found, axis=0) if found else landmarks
+    return (np.mean(found, axis=0) if found else landmarks) / shrink
 
 
 def _warp(image: np.ndarray, fit: HeadFit, resolution: int, border: int) -> np.ndarray:
@@ -213,8 +216,7 @@ def _warp(image: np.ndarray, fit: HeadFit, resolution: int, border: int) -> np.n
         matrix = np.c_[matrix[:, :2] @ scale, matrix[:, 2]]
         image = small
     flags = cv2.INTER_CUBIC if shrink < 1 else cv2.INTER_LINEAR
-    out = cv2.warpAffine(image, matrix, (resolution, resolution), flags=flags, borderMode=border)
-    return out
+    return cv2.warpAffine(image, matrix, (resolution, resolution), flags=flags, borderMode=border)
 
 
 def _sharpness(crop: np.ndarray) -> float:

@@ -59,6 +59,7 @@ MEAN_FACE_MM = np.array(
 EYE_DISTANCE = 0.1185  # world units between the eye centres of the synthetic heads ...
 FACE_ORIGIN = np.array([0.0, 0.065, 0.15])  # ... and the midpoint between them
 EYE_WIDTH = 0.17  # default framing of prepared photos: eye distance / image width in a frontal view
+SYNTHETIC_EYE_WIDTH = 0.187  # the built-in synthetic heads' framing (and so the built-in network's)
 MIRROR = [1, 0, 2, 4, 3]  # landmark order of the mirrored image
 PRIOR_DEG = 20.0  # yaw and pitch: a weak pull toward frontal, only to choose between near-equal fits
 PRIOR_MM = 10.0  # mouth rise and spread
