@@ -69,7 +69,7 @@ def main() -> None:
     recipes = [
         ("pixel MSE", args.tune_steps * 0, 0.0),
         ("pixel MSE", args.tune_steps, 0.0),
-        ("MSE + Inception perceptual (defaults)", args.tune_steps, 1.0),
+        ("MSE + Inception perceptual (the default losses)", args.tune_steps, 1.0),
     ]
     print(f"{machine(args.device)}; {args.preset or 'built-in network'}, {G.cfg.resolution}^2")
     print("| losses | steps (latent + tuning) | input view | -30 / +30 deg | -60 / +60 deg | seconds |")
