@@ -798,6 +798,14 @@ def info(paths: tuple[str, ...]) -> None:
     help="Tuning: keep the head's Gaussian centres where the untuned generator put them.",
 )
 @click.option(
+    "--identity",
+    "identity_weight",
+    type=click.FloatRange(min=0),
+    default=0.1,
+    show_default=True,
+    help="Weight of the identity loss (SFace embeddings; needs the prepare extra and onnx, and >= 128^2 faces).",
+)
+@click.option(
     "--target-loss",
     type=click.FloatRange(min=0),
     default=None,
@@ -820,8 +828,8 @@ def info(paths: tuple[str, ...]) -> None:
 def invert(photos: tuple[str, ...], network: str | None, outdir: str, labels: tuple[str, ...], masks: tuple[str, ...],
            space: str, steps: int, lr: float, tune_steps: int, tune_lr: float, mse_weight: float, perceptual: str,
            perceptual_weight: float, lpips_weights: str | None, locality_weight: float, geometry_weight: float,
-           target_loss: float | None, formats: str, frames: int, video: str, eye_width: float | None, seed: int,
-           device: str | None) -> None:  # fmt: skip
+           identity_weight: float, target_loss: float | None, formats: str, frames: int, video: str,
+           eye_width: float | None, seed: int, device: str | None) -> None:  # fmt: skip
     """Invert photos of one person into a 3D Gaussian head: files, turntable, comparison, latent.
 
     Raw photos go through photo preparation (face, camera, crop, mask; needs
@@ -850,12 +858,13 @@ def invert(photos: tuple[str, ...], network: str | None, outdir: str, labels: tu
         raise click.BadParameter(f"{formats!r}: choose from {names}", param_hint="--formats")
     cfg = InversionConfig(space=space, steps=steps, lr=lr, tune_steps=tune_steps, tune_lr=tune_lr,
                           mse_weight=mse_weight, perceptual_weight=perceptual_weight if perceptual != "none" else 0.0,
-                          locality_weight=locality_weight, geometry_weight=geometry_weight, target_loss=target_loss,
-                          seed=seed)  # fmt: skip
+                          locality_weight=locality_weight, geometry_weight=geometry_weight,
+                          identity_weight=identity_weight, target_loss=target_loss, seed=seed)  # fmt: skip
     summary = invert_files(photos, outdir, _network_file(network), labels or None, masks or None, cfg, perceptual,
                            lpips_weights, chosen, frames, video, device, eye_width)  # fmt: skip
     for view in summary["views"]:
         click.echo(f"{view['source']}: PSNR {view['psnr_db']:.2f} dB at its view")
+    click.echo(f"identity loss: {summary['identity_loss']}")
     _report(summary["files"], started)
 
 

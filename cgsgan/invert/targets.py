@@ -20,18 +20,32 @@ from torch import Tensor
 
 from cgsgan.camera import check_labels
 
-__all__ = ["View", "aligned_view", "photo_views", "parse_label"]
+__all__ = ["View", "aligned_view", "face_landmarks", "photo_views", "parse_label"]
 
 
 @dataclass
 class View:
-    """One view of the head: image [3, R, R] and mask [1, R, R] in [0, 1], camera label [25], and its source."""
+    """One view of the head: image [3, R, R] and mask [1, R, R] in [0, 1], camera label [25], its source, and
+    the five face landmarks [5, 2] in its pixels (for the identity loss)."""
 
     image: Tensor
     mask: Tensor
     label: Tensor
     source: str
     scores: dict | None = None  # photo preparation's scores, for a raw photo
+    landmarks: Tensor | None = None
+
+
+def face_landmarks(label: Tensor, resolution: int, eye_width: float | None = None) -> Tensor:
+    """Where the mean face of photo preparation appears in a crop seen with ``label`` [25]: [5, 2] pixels."""
+    from cgsgan.camera import labels_to_matrices, world_to_camera
+    from cgsgan.prepare.pose import EYE_WIDTH, mean_face_world
+
+    points = torch.from_numpy(mean_face_world(eye_width=eye_width or EYE_WIDTH))
+    w2c = world_to_camera(label[None].double())[0]
+    _, k = labels_to_matrices(label[None].double())
+    uv = (points @ w2c[:3, :3].T + w2c[:3, 3]) @ k[0].T
+    return (uv[:, :2] / uv[:, 2:] * resolution - 0.5).float()
 
 
 def _to_tensor(array: np.ndarray) -> Tensor:
@@ -63,9 +77,14 @@ def parse_label(text: str, image: str | os.PathLike) -> Tensor:
 
 
 def aligned_view(
-    image: str | os.PathLike, label: Tensor, resolution: int, mask: str | os.PathLike | None = None
+    image: str | os.PathLike,
+    label: Tensor,
+    resolution: int,
+    mask: str | os.PathLike | None = None,
+    eye_width: float | None = None,
 ) -> View:
-    """An already aligned crop: resized to ``resolution``; without a mask the whole image is the head."""
+    """An already aligned crop: resized to ``resolution``; without a mask the whole image is the head. Its
+    landmarks are the mean face's seen with the label (``eye_width``: the crop's framing)."""
     with Image.open(image) as im:
         rgb = np.asarray(im.convert("RGB").resize((resolution, resolution), Image.LANCZOS))
     if mask is None:
@@ -73,7 +92,9 @@ def aligned_view(
     else:
         with Image.open(mask) as m:
             alpha = np.asarray(m.convert("L").resize((resolution, resolution), Image.BILINEAR))
-    return View(_to_tensor(rgb), _to_tensor(alpha), label.float(), str(image))
+    label = label.float()
+    landmarks = face_landmarks(label, resolution, eye_width)
+    return View(_to_tensor(rgb), _to_tensor(alpha), label, str(image), None, landmarks)
 
 
 def photo_views(photos: list[str | os.PathLike], resolution: int, eye_width: float | None = None) -> list[View]:
@@ -91,6 +112,7 @@ def photo_views(photos: list[str | os.PathLike], resolution: int, eye_width: flo
         result = prepare_photo(image, detect, matting, (resolution,), eye_width=eye_width or EYE_WIDTH)
         if result.reason:
             raise ValueError(f"{photo}: {result.reason}")
+        in_crop = np.c_[result.landmarks, np.ones(5)] @ result.fit.crop_matrix(resolution).T
         views.append(View(_to_tensor(result.crops[resolution]), _to_tensor(result.mask), result.fit.label(),
-                          str(photo), result.scores))  # fmt: skip
+                          str(photo), result.scores, torch.from_numpy(in_crop).float()))  # fmt: skip
     return views
