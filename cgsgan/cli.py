@@ -1243,6 +1243,9 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
     help="The generator's arithmetic (autocast) [default: float32, as the reference]; bfloat16 is faster on GPUs "
     "with bfloat16 units. The discriminator's top blocks run in float16 on CUDA either way, as the reference's.",
 )  # fmt: skip
+@click.option("--background", type=click.Choice(["random", "white"]), default=None,
+              help="What fakes and reals are composited over [default: random colours, the paper's remedy for "
+                   "holes]; white is the ablation without.")  # fmt: skip
 @click.option("--wandb", "wandb_project", default=None, metavar="PROJECT", help="Also log to this wandb project.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda.")
 @friendly_errors

@@ -417,3 +417,12 @@ def test_metric_defaults_and_names():
         config(metrics=("fid_20k",))
     stored = {k: v for k, v in config().to_dict().items() if k != "metrics"}  # saved before metrics existed
     assert TrainConfig.from_dict(stored).metrics == ()
+
+
+def test_white_background_ablation_composites_fakes_and_reals_over_white(heads):
+    trainer = Trainer(config(background="white"), heads)
+    _, _, backgrounds = trainer._fakes(0, 0)
+    assert torch.equal(backgrounds, torch.ones_like(backgrounds)) and trainer.data.background == "white"
+    assert Trainer(config(), heads)._fakes(0, 0)[2].std() > 0.1  # the default: random colours
+    with pytest.raises(ValueError, match="background must be one of random, white"):
+        config(background="black")

@@ -17,6 +17,7 @@ G_PRECISIONS = ("float32", "bfloat16")  # the generator's arithmetic in training
 SEED_LIMIT = 2**32  # seeds are 32-bit, as the reference's (numpy) seeds
 
 # Fields that may differ between a run folder's stored config and the one continuing it.
+BACKGROUNDS = ("random", "white")  # what fakes and reals are composited over in training
 RUN_SETTINGS = frozenset(
     {
         "kimg",
@@ -71,6 +72,7 @@ class TrainConfig:
     workers: int | None = None  # DataLoader processes; None: 3 on CUDA (the reference), 0 on a CPU
     tf32: bool = False  # TF32 matmuls and convolutions on CUDA; off in the reference
     g_precision: str = "float32"  # the generator under autocast: "bfloat16" (float32 in the reference)
+    background: str = "random"  # fakes and reals over random colours (the paper); "white": the ablation without
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -95,6 +97,8 @@ class TrainConfig:
         if self.g_precision not in G_PRECISIONS:
             raise ValueError(f"g_precision must be one of {', '.join(G_PRECISIONS)}, got {self.g_precision!r} "
                              "(float16 would need loss scaling; bfloat16 has float32's range)")  # fmt: skip
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
         if self.metrics:
             from cgsgan.metrics.evaluate import parse_metrics
 

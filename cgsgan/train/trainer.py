@@ -106,7 +106,8 @@ class Trainer:
             self.D = Discriminator(self.d_cfg).to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.data = HeadsDataset(data_path, resolution=g_cfg.resolution, distribution=cfg.distribution,
-                                 xflip=cfg.xflip, seed=cfg.seed, on_error="skip")  # fmt: skip
+                                 xflip=cfg.xflip, seed=cfg.seed, on_error="skip",
+                                 background=cfg.background)  # fmt: skip
         self.labels = LabelSampler(self.data)
         xyz_scale = cfg.xyz_lr_scale if cfg.revision == "v2" else 1.0
         self.opt_g = torch.optim.Adam(_param_groups(self.G, cfg.lr_g, xyz_scale), betas=cfg.betas, eps=1e-8)
@@ -151,6 +152,8 @@ class Trainer:
         z = torch.randn(b, self.g_cfg.z_dim, generator=gen)
         labels = self.labels.sample(b, gen)
         backgrounds = torch.rand(b, self.cfg.views, 3, generator=gen)
+        if self.cfg.background == "white":  # the random-background ablation: same draws, then white
+            backgrounds = torch.ones_like(backgrounds)
         return z.to(self.device), labels.to(self.device), backgrounds.to(self.device)
 
     def _render(self, scene, labels: Tensor, background: Tensor) -> Tensor:
