@@ -653,3 +653,24 @@ def test_two_gloo_processes_split_the_work_and_agree_with_one(small_heads, tmp_p
     for ours, theirs in zip(single, ranks[0]["results"], strict=True):
         for key, value in ours["results"].items():
             assert theirs["results"][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+def test_holes_are_see_through_pixels_inside_the_silhouette_only():
+    from cgsgan.metrics.holes import count_holes, side_view_holes
+
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    r = ((x - 15.5) ** 2 + (y - 15.5) ** 2).sqrt()
+    ring = ((r < 12) & (r >= 4)).float()  # a disc with a hole of radius 4 in it
+    notched = ring.clone()
+    notched[14:18, :16] = 0  # a cut from the left edge into the hole: open to the outside, so no hole
+    hole, area = count_holes(torch.stack([ring, notched, torch.ones(32, 32), torch.zeros(32, 32)])[:, None])
+    inner = int((r < 4).sum())
+    assert hole.tolist() == [inner, 0, 0, 0]
+    assert area[0] == int((r < 12).sum()) and area[2] == 32 * 32 and area[3] == 0
+    with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
+        count_holes(torch.ones(2, 32, 32))
+
+    from cgsgan.io import load_network
+
+    shares = side_view_holes(load_network(), count=4, batch=4)
+    assert set(shares) == {-90.0, -60.0, 60.0, 90.0} and all(0 <= v < 1 for v in shares.values())
