@@ -91,8 +91,10 @@ def _compare(result: Inversion, views: Sequence[View], resolution: int) -> np.nd
 
 
 def write_inversion(result: Inversion, views: Sequence[View], out: str | os.PathLike, formats: Sequence[str] = ("ply",),
-                    frames: int = 48, video: str = "turntable.gif", network: str = "") -> dict:  # fmt: skip
-    """Write the head, turntable, comparison, latent, tuned generator and result.json; the summary dict."""
+                    frames: int = 48, video: str = "turntable.gif", network: str = "",
+                    extra: dict | None = None) -> dict:  # fmt: skip
+    """Write the head, turntable, comparison, latent, tuned generator and result.json (with ``extra`` merged in);
+    the summary dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     resolution = views[0].image.shape[-1]
@@ -133,6 +135,7 @@ def write_inversion(result: Inversion, views: Sequence[View], out: str | os.Path
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
         "config": result.config,
         "files": [str(p) for p in written],
+        **(extra or {}),
     }
     atomic_write(out / "result.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     return summary
@@ -163,10 +166,8 @@ def invert_files(
     distance = load_perceptual(perceptual if cfg.perceptual_weight > 0 else "none", perceptual_weights, device)
     identity, why = load_identity(cfg, G.cfg.resolution, device)
     result = invert(G, views, cfg, distance, progress, identity)
-    summary = write_inversion(result, views, out, formats, frames, video, str(network or "the built-in network"))
-    summary["identity_loss"] = why
-    atomic_write(Path(out) / "result.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
-    return summary
+    name = str(network or "the built-in network")
+    return write_inversion(result, views, out, formats, frames, video, name, {"identity_loss": why})
 
 
 def load_identity(cfg: InversionConfig, resolution: int, device) -> tuple[nn.Module | None, str]:

@@ -50,7 +50,7 @@ from cgsgan.atomic import atomic_write
 from cgsgan.data.rebalance import Attributes, Rebalancing, rebalance
 from cgsgan.prepare.models import Face, FaceDetector, Matting, require
 from cgsgan.prepare.photos import Photos, decode_photo
-from cgsgan.prepare.pose import EYE_WIDTH, HeadFit, fit_head, mirror_landmarks
+from cgsgan.prepare.pose import EYE_WIDTH, HeadFit, check_eye_width, fit_head, mirror_landmarks
 
 __all__ = ["Thresholds", "PhotoResult", "PreparedDataset", "prepare_photo", "prepare_dataset", "load_filter"]
 
@@ -457,7 +457,7 @@ def prepare_dataset(
     start = time.perf_counter()
     photos = photos if isinstance(photos, Photos) else Photos(photos)
     resolutions = _check_resolutions(resolutions)
-    fit_head(np.array([[0.0, 0], [1, 0], [0.5, 0.6], [0.1, 1.1], [0.9, 1.1]]), eye_width, iterations=1)  # checks it
+    check_eye_width(eye_width)
     user_filter = load_filter(user_filter) if isinstance(user_filter, str) else user_filter
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -161,11 +161,16 @@ def _predict(params: np.ndarray, eye_width: float) -> np.ndarray:
     return np.array([cx, cy]) + size * crop @ turn.T
 
 
+def check_eye_width(eye_width: float) -> None:
+    """ValueError unless ``eye_width`` (the framing) is a plausible eye distance / crop width."""
+    if not 0.05 <= eye_width <= 0.5:
+        raise ValueError(f"eye_width is the eye distance as a fraction of the crop width, 0.05 to 0.5; got {eye_width}")
+
+
 def fit_head(landmarks: np.ndarray, eye_width: float = EYE_WIDTH, iterations: int = 100) -> HeadFit:
     """Fit the mean face to landmarks [5, 2] (photo pixels, in the detector's order) by Levenberg-Marquardt;
     ``eye_width`` frames the crop (module docstring)."""
-    if not 0.05 <= eye_width <= 0.5:
-        raise ValueError(f"eye_width is the eye distance as a fraction of the crop width, 0.05 to 0.5; got {eye_width}")
+    check_eye_width(eye_width)
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (5, 2) or not np.isfinite(landmarks).all():
         raise ValueError(f"need 5 finite (x, y) landmarks, got an array of shape {landmarks.shape}")
