@@ -1,22 +1,23 @@
-"""Loss curves (PNG, drawn with Pillow) and the first / last image grids of a training run.
+"""Curves (FID and losses against kimg, drawn with matplotlib) and the first / last image grids of a run.
 
-    python tools/training_figures.py out/evidence docs/training
+    python tools/training_figures.py out/train/00000-tiny64-synth docs/training
+    python tools/training_figures.py RUN OUT --metric fid5k_full
 
-Reads RUN/stats.jsonl (one line per tick) and writes OUT/curves.png, plus copies of
-RUN/reals.png and the first and last RUN/fakes-*.png grids.
+Reads RUN/stats.jsonl (one line per tick: losses, and metrics measured during
+training) and RUN/metric-*.jsonl (results of `cgsgan metrics --network
+SNAPSHOT --out RUN`, placed at the kimg their snapshot file records), and writes
+OUT/fid.png (when RUN has results of the metric), OUT/curves.png, and copies of
+RUN/reals.png and the first and last RUN/fakes-*.png grids. Needs matplotlib.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-
-PANELS = (  # (title, stats keys); each key gets its own colour
+PANELS = (  # (title, stats keys)
     ("G loss (softplus(-D(fake)), mean over views)", ("G_loss",)),
     ("D loss (fake + real)", ("D_loss",)),
     ("D logits", ("D_real", "D_fake")),
@@ -24,79 +25,123 @@ PANELS = (  # (title, stats keys); each key gets its own colour
     ("KNN regulariser (level-0 anchors)", ("knn",)),
     ("D-input blur sigma (px)", ("blur_sigma",)),
 )
-COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))
-PANEL_W, PANEL_H, MARGIN = 420, 230, 48
 
 
-def _ticks(lo: float, hi: float, count: int = 4) -> list[float]:
-    """About ``count`` round tick values covering [lo, hi]."""
-    span = hi - lo if hi > lo else abs(hi) or 1.0
-    step = 10 ** math.floor(math.log10(span / count))
-    step *= next(m for m in (1, 2, 5, 10) if span / (step * m) <= count)
-    first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step) + 1)]
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete JSON lines of a file (a torn last line, from a run killed while writing, is dropped)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
-def _panel(rows: list[dict], title: str, keys: tuple[str, ...], font) -> Image.Image:
-    image = Image.new("RGB", (PANEL_W, PANEL_H), "white")
-    draw = ImageDraw.Draw(image)
-    series = {k: [(r["kimg"], r[k]) for r in rows if k in r] for k in keys}
-    points = [p for s in series.values() for p in s]
-    draw.text((MARGIN, 6), title, fill="black", font=font)
-    if not points:
-        return image
-    x0, x1 = 0.0, max(p[0] for p in points)
-    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
-    pad = (y1 - y0) * 0.05 or 0.5
-    y0, y1 = y0 - pad, y1 + pad
-    left, top, right, bottom = MARGIN, 24, PANEL_W - 12, PANEL_H - 30
+def _snapshot_kimg(run: Path, network: str) -> float | None:
+    """The kimg a snapshot file records, looked up in the run's manifest, else in the file's metadata."""
+    from cgsgan.train.snapshots import snapshot_training
 
-    def xy(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0 or 1) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
+    path = Path(network)
+    manifest = run / "snapshots.json"
+    if manifest.is_file():
+        for entry in json.loads(manifest.read_text()).get("snapshots", []):
+            if entry["network"] == path.name:
+                return entry["images"] / 1000
+    for candidate in (path, run / path.name):
+        if candidate.is_file():
+            training = snapshot_training(candidate)
+            return None if training is None else training["images"] / 1000
+    return None
 
-    draw.rectangle((left, top, right, bottom), outline=(160, 160, 160))
-    for y in _ticks(y0, y1):
-        _, py = xy(x0, y)
-        draw.line((left, py, right, py), fill=(235, 235, 235))
-        draw.text((4, py - 6), f"{y:.3g}", fill="black", font=font)
-    for x in _ticks(x0, x1):
-        px, _ = xy(x, y0)
-        draw.text((px - 8, bottom + 4), f"{x:g}", fill="black", font=font)
-    draw.text((right - 30, bottom + 16), "kimg", fill="black", font=font)
-    for i, (key, s) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        if len(s) > 1:
-            draw.line([xy(*p) for p in s], fill=colour, width=2)
+
+def metric_points(run: Path, metric: str) -> list[tuple[float, float]]:
+    """(kimg, value) of ``metric`` from the run's stats.jsonl and metric-<metric>.jsonl, sorted by kimg; a
+    snapshot measured twice keeps its latest result."""
+    points: dict[float, float] = {}
+    stats = run / "stats.jsonl"
+    for row in read_jsonl(stats) if stats.is_file() else []:
+        if row.get(metric) is not None:
+            points[round(row["kimg"], 3)] = row[metric]
+    results = run / f"metric-{metric}.jsonl"
+    for row in read_jsonl(results) if results.is_file() else []:
+        value = row.get("results", {}).get(metric)
+        kimg = row.get("kimg")
+        if kimg is None:
+            kimg = _snapshot_kimg(run, row.get("snapshot") or row.get("network") or "")
+        if value is not None and kimg is not None:
+            points[round(kimg, 3)] = value
+    return sorted(points.items())
+
+
+def fid_figure(points: list[tuple[float, float]], metric: str, floor: float | None = None):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100, layout="constrained")
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color="tab:blue", label=metric)
+    for kimg, value in points:
+        ax.annotate(f"{value:.0f}", (kimg, value), textcoords="offset points", xytext=(0, 6), ha="center",
+                    fontsize=8)  # fmt: skip
+    if floor is not None:
+        ax.axhline(floor, color="tab:green", linestyle="--", label=f"floor (reals vs reals): {floor:.3g}")
+    ax.set_xlabel("kimg (thousands of real images shown to D)")
+    ax.set_ylabel(metric)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def curves_figure(rows: list[dict]):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 2, figsize=(10, 8), dpi=100, layout="constrained")
+    for ax, (title, keys) in zip(axes.flat, PANELS, strict=True):
+        for key in keys:
+            series = [(r["kimg"], r[key]) for r in rows if r.get(key) is not None]
+            if series:
+                ax.plot([s[0] for s in series], [s[1] for s in series], label=key, linewidth=1.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("kimg")
+        ax.grid(alpha=0.3)
         if len(keys) > 1:
-            draw.text((right - 70, top + 4 + 12 * i), key, fill=colour, font=font)
-    return image
-
-
-def curves(rows: list[dict]) -> Image.Image:
-    font = ImageFont.load_default()
-    columns = 2
-    sheet = Image.new("RGB", (columns * PANEL_W, math.ceil(len(PANELS) / columns) * PANEL_H), "white")
-    for i, (title, keys) in enumerate(PANELS):
-        sheet.paste(_panel(rows, title, keys, font), ((i % columns) * PANEL_W, (i // columns) * PANEL_H))
-    return sheet
+            ax.legend(fontsize=8)
+    return fig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="training run folder")
-    parser.add_argument("out", type=Path, help="folder for curves.png and the grids")
+    parser.add_argument("out", type=Path, help="folder for fid.png, curves.png and the grids")
+    parser.add_argument("--metric", default="fid1k", help="the metric plotted against kimg (default: fid1k)")
+    parser.add_argument("--floor", type=float, help="the metric between two sets of reals, drawn as a line")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in (args.run / "stats.jsonl").read_text().splitlines() if line.strip()]
+    try:
+        import matplotlib
+    except ImportError:
+        parser.error("matplotlib is needed: pip install matplotlib (it is in the dev extra)")
+    matplotlib.use("Agg")
+    stats = args.run / "stats.jsonl"
+    rows = read_jsonl(stats) if stats.is_file() else []
     if not rows:
-        parser.error(f"{args.run / 'stats.jsonl'} has no ticks yet")
+        parser.error(f"{stats} has no ticks yet")
     args.out.mkdir(parents=True, exist_ok=True)
-    curves(rows).save(args.out / "curves.png")
+    curves_figure(rows).savefig(args.out / "curves.png")
+    points = metric_points(args.run, args.metric)
+    if points:
+        fid_figure(points, args.metric, args.floor).savefig(args.out / "fid.png")
+        print(f"wrote {args.out / 'fid.png'}: " + ", ".join(f"{v:.1f} at {k:g} kimg" for k, v in points))
+    else:
+        print(f"no {args.metric} results in {args.run} (measure snapshots with cgsgan metrics --out {args.run})")
     grids = sorted(args.run.glob("fakes-*.png"))
-    copies = {"reals.png": args.run / "reals.png", "fakes-first.png": grids[0], "fakes-last.png": grids[-1]}
+    copies = {"reals.png": args.run / "reals.png"}
+    if grids:
+        copies.update({"fakes-first.png": grids[0], "fakes-last.png": grids[-1]})
     for name, src in copies.items():
-        shutil.copyfile(src, args.out / name)
-    print(f"wrote {args.out / 'curves.png'} ({len(rows)} ticks, {rows[-1]['kimg']:.3f} kimg) and the grids "
-          f"{grids[0].name}, {grids[-1].name}")  # fmt: skip
+        if src.is_file():
+            shutil.copyfile(src, args.out / name)
+    print(f"wrote {args.out / 'curves.png'} ({len(rows)} ticks, {rows[-1]['kimg']:.3f} kimg)"
+          + (f" and the grids {grids[0].name}, {grids[-1].name}" if grids else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

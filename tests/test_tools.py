@@ -1,0 +1,97 @@
+"""The maintenance scripts in tools/: training figures from a run folder."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_folder(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    ticks = [{"tick": i, "kimg": 0.256 * i, "G_loss": 1.0 + 0.1 * i, "D_loss": 1.2, "D_real": 0.4, "D_fake": -0.5,
+              "R1": 0.05, "knn": 0.003, "blur_sigma": max(0.0, 2 - i)} for i in range(1, 6)]  # fmt: skip
+    ticks[3]["fid1k"] = 300.0  # measured during training, at 1.024 kimg
+    (run / "stats.jsonl").write_text("".join(json.dumps(t) + "\n" for t in ticks) + '{"tick": 6, "kim')
+    manifest = {"version": 1, "snapshots": [
+        {"network": "network-snapshot-000000.safetensors", "state": None, "step": 64, "images": 512},
+        {"network": "network-snapshot-000001.safetensors", "state": None, "step": 160, "images": 1280},
+    ]}  # fmt: skip
+    (run / "snapshots.json").write_text(json.dumps(manifest))
+    results = [  # measured afterwards with cgsgan metrics: kimg from the manifest; the second result of a snapshot wins
+        {"metric": "fid1k", "results": {"fid1k": 350.0}, "network": str(run / "network-snapshot-000000.safetensors")},
+        {"metric": "fid1k", "results": {"fid1k": 280.0}, "network": str(run / "network-snapshot-000001.safetensors")},
+        {"metric": "fid1k", "results": {"fid1k": 290.0}, "network": str(run / "network-snapshot-000001.safetensors")},
+        {"metric": "fid1k", "results": {"fid1k": 1.0}, "network": str(run / "unknown.safetensors")},
+    ]  # fmt: skip
+    (run / "metric-fid1k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    return run
+
+
+def test_metric_points_from_stats_and_results(tmp_path):
+    figures = _tool("training_figures")
+    run = _run_folder(tmp_path)
+    assert figures.metric_points(run, "fid1k") == [(0.512, 350.0), (1.024, 300.0), (1.28, 290.0)]
+    assert figures.metric_points(run, "kid1k") == []
+    assert len(figures.read_jsonl(run / "stats.jsonl")) == 5  # the torn last line is dropped
+
+
+def test_training_figures_writes_plots_and_grids(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    figures = _tool("training_figures")
+    run = _run_folder(tmp_path)
+    for name in ("reals.png", "fakes-000000.png", "fakes-000004.png"):
+        Image.new("RGB", (8, 8), "white").save(run / name)
+    out = tmp_path / "figures"
+    monkeypatch.setattr(sys, "argv", ["training_figures.py", str(run), str(out), "--floor", "2.5"])
+    figures.main()
+    assert "350.0 at 0.512 kimg" in capsys.readouterr().out
+    for name in ("fid.png", "curves.png", "reals.png", "fakes-first.png", "fakes-last.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert Image.open(out / "curves.png").size == (1000, 800)
+    assert (out / "fakes-last.png").read_bytes() == (run / "fakes-000004.png").read_bytes()
+
+
+def test_training_figures_rejects_a_run_without_ticks(tmp_path, monkeypatch, capsys):
+    figures = _tool("training_figures")
+    monkeypatch.setattr(sys, "argv", ["training_figures.py", str(tmp_path), str(tmp_path / "out")])
+    with pytest.raises(SystemExit):
+        figures.main()
+    assert "has no ticks yet" in capsys.readouterr().err
+
+
+def test_ship_network_stores_g_ema_in_float16(tmp_path, monkeypatch, capsys):
+    import torch
+    from safetensors import safe_open
+
+    from cgsgan.assets import default_network
+    from cgsgan.io import load_network, save_networks
+
+    builtin = load_network()
+    snapshot = tmp_path / "network-snapshot-000001.safetensors"  # a float32 snapshot with G_ema and a G
+    save_networks(snapshot, {"G_ema": builtin, "G": builtin}, builtin.cfg)
+    out = tmp_path / "shipped.safetensors"
+    monkeypatch.setattr(sys, "argv", ["ship_network.py", str(snapshot), "--out", str(out)])
+    _tool("ship_network").main()
+    printed = capsys.readouterr().out
+    assert "float16 vs float32, 8 frontal renders: mean 0.0e+00, max 0.000" in printed  # the built-in is float16
+    with safe_open(str(out), "pt") as f:
+        names = list(f.keys())
+        assert names and all(n.startswith("G_ema.") for n in names)  # the generator only
+        assert {f.get_tensor(n).dtype for n in names if f.get_tensor(n).is_floating_point()} == {torch.float16}
+    shipped = load_network(out)
+    for a, b in zip(shipped.state_dict().values(), load_network(default_network()).state_dict().values(), strict=True):
+        assert torch.equal(a, b)
