@@ -224,7 +224,8 @@ def test_interpolation_video_starts_at_the_first_seed(G, tmp_path):
     frames = iio.imread(out, index=None)
     assert frames.shape == (4, 24, 24, 3)
     still = make_video(None, [0], tmp_path / "s.gif", frames=4, resolution=24)
-    assert np.abs(frames[0].astype(int) - iio.imread(still, index=0).astype(int)).max() <= 2
+    diff = np.abs(frames[0].astype(int) - iio.imread(still, index=0).astype(int))
+    assert diff.mean() <= 1 and diff.max() <= 16  # GIF palette rounding moves a few pixels to a neighbouring colour
     assert np.abs(frames[2].astype(int) - frames[0].astype(int)).max() > 20  # seed 1 shows up
 
 
@@ -246,7 +247,8 @@ def test_video_command_angles_are_degrees(G, tmp_path):
     still = render_file(ply, tmp_path / "still.png", resolution=24, yaw=math.pi / 2, pitch=math.radians(-10),
                         progress=False)[0]  # fmt: skip
     frame = iio.imread(out, index=0).astype(int)
-    assert np.abs(frame - iio.imread(still).astype(int)).max() <= 3  # GIF palette rounding
+    diff = np.abs(frame - iio.imread(still).astype(int))
+    assert diff.mean() <= 1 and diff.max() <= 16  # GIF palette rounding
 
 
 def test_video_rejects_bad_arguments(tmp_path):

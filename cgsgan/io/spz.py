@@ -50,7 +50,7 @@ flips, ``out.ply -> .spz`` flips back). ``up`` is therefore the frame of the
   toward +z = back): upright in a viewer that renders spz as RUB directly.
 
 **Quantisation error** of a round trip (write then read, default frame),
-measured on the built-in network's head (``load_network()``,
+measured on the previous built-in network's head (``load_network()`` before run F,
 ``torch.manual_seed(0)``, z = randn, psi = 0.8: 5376 Gaussians, extent 0.629),
 in activated units, max / mean over Gaussians, next to the bound that the
 format's steps guarantee (half a step per stored value):
@@ -67,10 +67,12 @@ format's steps guarantee (half a step per stored value):
     ======================  ==================  ==================  =================
 
 rgb holds inside the stored range (SH DC within +-3.33, i.e. rgb in [-0.44,
-1.44]); darker-than-black values are clipped there, which the renderer's clamp
-at 0 hides. Version 2 recovers w from x, y, z (each within 1/255), so a
-Gaussian whose w is near 0 can turn by up to 13.4 degrees; version 3 recovers
-the largest component (>= 1/2) from three stored within sqrt(2)/1022. File
+1.44]); values outside it are clipped there: darker-than-black ones invisibly
+(the renderer clamps at 0), brighter ones visibly (7 of the current built-in
+head's 5,376 Gaussians have a channel above 1.44, up to 1.73). Version 2
+recovers w from x, y, z (each within 1/255), so a Gaussian whose w is near 0
+can turn by up to 13.4 degrees; version 3 recovers the largest component
+(>= 1/2) from three stored within sqrt(2)/1022. File
 sizes for this head: version 2 70 KB, version 3 76 KB (full PLY 1.3 MB).
 """
 
