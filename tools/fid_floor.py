@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.subset is not None:
+        if args.subset < 2 or args.draws < 1:
+            parser.error(f"--subset needs at least 2 images and --draws at least 1 (got {args.subset}, {args.draws})")
         if len(args.data) > 1:
             parser.error("--subset takes one dataset (or none for the synthetic set of seed 0)")
         return subset_floor(args, parser)

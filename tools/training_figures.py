@@ -38,16 +38,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _snapshot_kimg(run: Path, network: str) -> float | None:
-    """The kimg a snapshot file records, looked up in the run's manifest, else in the file's metadata."""
+def _snapshot_kimg(run: Path, manifest: dict[str, float], network: str) -> float | None:
+    """The kimg a snapshot file records: from the run's manifest ({file name: kimg}), else the file's metadata."""
     from cgsgan.train.snapshots import snapshot_training
 
     path = Path(network)
-    manifest = run / "snapshots.json"
-    if manifest.is_file():
-        for entry in json.loads(manifest.read_text()).get("snapshots", []):
-            if entry["network"] == path.name:
-                return entry["images"] / 1000
+    if path.name in manifest:
+        return manifest[path.name]
     for candidate in (path, run / path.name):
         if candidate.is_file():
             training = snapshot_training(candidate)
@@ -63,12 +60,14 @@ def metric_points(run: Path, metric: str) -> list[tuple[float, float]]:
     for row in read_jsonl(stats) if stats.is_file() else []:
         if row.get(metric) is not None:
             points[round(row["kimg"], 3)] = row[metric]
-    results = run / f"metric-{metric}.jsonl"
+    results, listed = run / f"metric-{metric}.jsonl", run / "snapshots.json"
+    entries = json.loads(listed.read_text()).get("snapshots", []) if listed.is_file() else []
+    manifest = {e["network"]: e["images"] / 1000 for e in entries}
     for row in read_jsonl(results) if results.is_file() else []:
         value = row.get("results", {}).get(metric)
         kimg = row.get("kimg")
         if kimg is None:
-            kimg = _snapshot_kimg(run, row.get("snapshot") or row.get("network") or "")
+            kimg = _snapshot_kimg(run, manifest, row.get("snapshot") or row.get("network") or "")
         if value is not None and kimg is not None:
             points[round(kimg, 3)] = value
     return sorted(points.items())
