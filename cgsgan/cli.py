@@ -1180,6 +1180,19 @@ def synth(out: str, count: int, resolution: int, seed: int, gaussians: int | Non
               help="G learning rate [default: 0.0025].")  # fmt: skip
 @click.option("--dlr", "lr_d", type=click.FloatRange(min=0, min_open=True), default=None,
               help="D learning rate [default: 0.002].")  # fmt: skip
+@click.option("--xyz-lr-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate of the point positions (every \"xyz\" parameter) relative to --glr, for v2 "
+                   "networks [default: 0.01, as the reference's v2].")  # fmt: skip
+@click.option("--cbase", "d_channel_base", type=click.IntRange(min=1), default=None,
+              help="Discriminator capacity, as the reference's (which its generator ignores): channels per block are "
+                   "min(cbase / resolution, cmax) [default: the preset's; 32768 official, 4096 tiny64].")  # fmt: skip
+@click.option(
+    "--cmax",
+    "d_channel_max",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most channels of a discriminator block [default: the preset's; 512 official, 256 CPU].",
+)
 @click.option("--mirror/--no-mirror", "xflip", default=None, help="Mirrored copies of the dataset [default: on].")
 @click.option(
     "--views",

@@ -246,6 +246,26 @@ def test_resume_from_another_runs_snapshot_continues_its_state(heads, tmp_path):
         find_snapshot(state)
 
 
+def test_a_run_from_a_snapshot_trains_at_its_own_rates_and_d_capacity(heads, tmp_path):
+    first = tmp_path / "first"
+    train(config(kimg=0.008), first, heads, log=lambda _: None)
+    cfg = config(kimg=0.016, lr_g=0.005, lr_d=0.001, xyz_lr_scale=0.1)
+    trainer = train(cfg, tmp_path / "second", heads, log=lambda _: None, max_steps=0, resume_from=first)
+    assert trainer.counters.images == 8 and trainer.opt_g.state  # the snapshot's moments, the new rates:
+    assert [g["lr"] for g in trainer.opt_g.param_groups] == pytest.approx([0.005, 0.0005])
+    # StyleGAN2's lazy-regularisation adjustment for R1 every 2 steps: lr and betas times 2 / 3
+    (group,) = trainer.opt_d.param_groups
+    assert group["lr"] == pytest.approx(0.001 * 2 / 3) and group["betas"][1] == pytest.approx(0.99 ** (2 / 3))
+    wide = Trainer(config(d_channel_base=8192, d_channel_max=128), heads)
+    assert wide.D.state_dict()["b64.conv0.weight"].shape == (128, 128, 3, 3)  # min(8192 / 64, 128)
+    assert Trainer(config(), heads).D.state_dict()["b64.conv0.weight"].shape == (64, 64, 3, 3)  # tiny64: 4096 / 64
+    with pytest.raises(ValueError, match=r"000000.safetensors: D does not match the network: wrong shape"):
+        train(config(kimg=0.016, d_channel_base=8192), tmp_path / "third", heads, log=lambda _: None,
+              max_steps=0, resume_from=first)  # fmt: skip
+    with pytest.raises(ValueError, match=r"d_channel_base must be >= the resolution \(64\)"):
+        config(d_channel_base=32)
+
+
 def test_imported_weights_resume_with_official_optimizer_states(heads, tmp_path):
     """A converted official snapshot: weights plus <file>.optim.pt holding Gboth_opt / Dmain_opt."""
     donor = Trainer(config(), heads)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from cgsgan.config import PRESETS
+from cgsgan.config import PRESETS, DiscriminatorConfig
 
 G_PRECISIONS = ("float32", "bfloat16")  # the generator's arithmetic in training
 SEED_LIMIT = 2**32  # seeds are 32-bit, as the reference's (numpy) seeds
@@ -73,6 +73,8 @@ class TrainConfig:
     tf32: bool = False  # TF32 matmuls and convolutions on CUDA; off in the reference
     g_precision: str = "float32"  # the generator under autocast: "bfloat16" (float32 in the reference)
     background: str = "random"  # fakes and reals over random colours (the paper); "white": the ablation without
+    d_channel_base: int | None = None  # D channels per block: min(base / resolution, max); None: the preset's
+    d_channel_max: int | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -99,10 +101,22 @@ class TrainConfig:
                              "(float16 would need loss scaling; bfloat16 has float32's range)")  # fmt: skip
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
+        resolution = PRESETS[self.preset].generator.resolution
+        if self.d_channel_base is not None and self.d_channel_base < resolution:
+            raise ValueError(f"d_channel_base must be >= the resolution ({resolution}) for D's first block to have "
+                             f"channels, got {self.d_channel_base}")  # fmt: skip
+        if self.d_channel_max is not None and self.d_channel_max < 1:
+            raise ValueError(f"d_channel_max must be >= 1, got {self.d_channel_max}")
         if self.metrics:
             from cgsgan.metrics.evaluate import parse_metrics
 
             parse_metrics(list(self.metrics))
+
+    def discriminator_config(self) -> DiscriminatorConfig:
+        """The preset's discriminator, with this run's capacity where it sets one."""
+        d_cfg = PRESETS[self.preset].discriminator_config()
+        base, cmax = self.d_channel_base or d_cfg.channel_base, self.d_channel_max or d_cfg.channel_max
+        return replace(d_cfg, channel_base=base, channel_max=cmax)
 
     @classmethod
     def for_preset(cls, preset: str, **overrides) -> TrainConfig:

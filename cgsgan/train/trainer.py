@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cgsgan.config import PRESETS, generator_config
+from cgsgan.config import generator_config
 from cgsgan.data import HeadsDataset, InfiniteSampler, LabelSampler
 from cgsgan.gaussians import GaussianScene
 from cgsgan.io.checkpoint import load_state
@@ -70,11 +70,11 @@ class Counters:
     bad_files: int = 0  # unreadable images passed over (this process)
 
 
-def _param_groups(G: CGSGenerator, lr: float, xyz_scale: float) -> list[dict]:
-    """v2 trains every parameter named like "xyz" at a reduced lr."""
+def _param_groups(G: CGSGenerator) -> list[dict]:
+    """Every parameter named like "xyz" in a group of its own: v2 trains them at a reduced lr."""
     xyz = [p for n, p in G.named_parameters() if "xyz" in n]
     rest = [p for n, p in G.named_parameters() if "xyz" not in n]
-    return [{"params": rest, "lr": lr}, {"params": xyz, "lr": lr * xyz_scale}]
+    return [{"params": rest}, {"params": xyz}]
 
 
 class Trainer:
@@ -99,7 +99,7 @@ class Trainer:
             raise ValueError(f"batch_gpu {self.batch_gpu} does not divide the per-process batch {self.batch_rank}")
         self.passes = self.batch_rank // self.batch_gpu
         g_cfg = generator_config(cfg.preset, revision=cfg.revision)
-        self.g_cfg, self.d_cfg = g_cfg, PRESETS[cfg.preset].discriminator_config()
+        self.g_cfg, self.d_cfg = g_cfg, cfg.discriminator_config()
         self.G = build_generator(g_cfg, seed=cfg.seed).to(self.device).train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 1)
@@ -109,10 +109,9 @@ class Trainer:
                                  xflip=cfg.xflip, seed=cfg.seed, on_error="skip",
                                  background=cfg.background)  # fmt: skip
         self.labels = LabelSampler(self.data)
-        xyz_scale = cfg.xyz_lr_scale if cfg.revision == "v2" else 1.0
-        self.opt_g = torch.optim.Adam(_param_groups(self.G, cfg.lr_g, xyz_scale), betas=cfg.betas, eps=1e-8)
-        lr_d, betas_d = lazy_adam_hyperparameters(cfg.lr_d, cfg.betas, cfg.r1_interval)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=1e-8)
+        self.opt_g = torch.optim.Adam(_param_groups(self.G), eps=1e-8)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), eps=1e-8)
+        self._set_hyperparameters()
         self.counters = Counters()
         self._stream = None
 
@@ -306,8 +305,20 @@ class Trainer:
         self.load_networks(networks, where)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self._set_hyperparameters()  # a loaded state brings its own rates: a run from a snapshot may ask for others
         self.counters = Counters(**state["counters"])
         self._stream = None  # the sampler restarts at the images already consumed
+
+    def _set_hyperparameters(self) -> None:
+        """Learning rates and betas from the config: G's with the xyz group scaled (v2), D's adjusted for lazy R1."""
+        cfg = self.cfg
+        rest, xyz = self.opt_g.param_groups
+        rest["lr"], xyz["lr"] = cfg.lr_g, cfg.lr_g * (cfg.xyz_lr_scale if cfg.revision == "v2" else 1.0)
+        for group in self.opt_g.param_groups:
+            group["betas"] = tuple(cfg.betas)
+        lr_d, betas_d = lazy_adam_hyperparameters(cfg.lr_d, cfg.betas, cfg.r1_interval)
+        for group in self.opt_d.param_groups:
+            group["lr"], group["betas"] = lr_d, betas_d
 
     def broadcast(self) -> None:
         """Make every process hold rank 0's networks (the reference broadcasts once at start-up), and check that
