@@ -581,3 +581,28 @@ def test_we_read_splat_transform_files(tmp_path):
     matched = back.subset(nearest.indices)
     assert (matched.opacities() - scene.opacities()).abs().max() <= OPACITY + EPS
     assert angle_deg(scene.rotation[0], matched.rotation[0]).max() <= CPLY_ANGLE
+
+
+# ------------------------------------------------------------ benchmark
+def test_formats_benchmark_smoke():
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "benchmarks/formats.py", "--smoke"], cwd=root, capture_output=True,
+                            text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")[1:]]
+            for r in result.stdout.splitlines() if r.startswith("| ")}  # fmt: skip
+    assert rows["`.splat` (32 bytes a Gaussian)"] == ["16,384"]  # 512 Gaussians, 32 bytes each, no header
+    worst = {field: [float(cell.split(" / ")[0]) for cell in cells] for field, cells in rows.items() if "/" in cells[0]}
+
+    # every format within the bounds its steps guarantee (the .spz columns first, then the compressed PLY);
+    # the table prints 3 significant digits
+    def within(value: float, bound: float) -> bool:
+        return value <= bound * 1.005
+
+    assert all(within(v, SPZ_POSITION) for v in worst["position (scene units)"][:2])
+    assert all(within(v, OPACITY) for v in worst["opacity"])
+    assert all(within(v, SH_C0 * SPZ_SH_DC) for v in worst["rgb (clamped at 0)"][:2])
+    spz2, spz3, cply = worst["rotation (degrees)"]
+    assert within(spz2, SPZ_V2_ANGLE) and within(spz3, SMALLEST_THREE_ANGLE) and within(cply, CPLY_ANGLE)
