@@ -1,4 +1,4 @@
-"""The maintenance scripts in tools/: training figures from a run folder."""
+"""The maintenance scripts in tools/: training figures from a run folder, shipping a network, side views."""
 
 import importlib.util
 import json
@@ -95,3 +95,28 @@ def test_ship_network_stores_g_ema_in_float16(tmp_path, monkeypatch, capsys):
     shipped = load_network(out)
     for a, b in zip(shipped.state_dict().values(), load_network(default_network()).state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_side_views_show_magenta_around_the_head_and_report_holes(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from cgsgan.assets import default_network
+
+    out = tmp_path / "side.png"
+    argv = ["side_views.py", str(default_network()), "--labels", "built-in", "--count", "1", "--holes", "2",
+            "--scale", "1", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    _tool("side_views").main()
+    caption = capsys.readouterr().out.splitlines()[0]
+    assert caption.startswith("built-in: holes ") and caption.count("%") == 4  # one share per side yaw
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape == (4 + 16 + 64, 4 * 64, 3)  # caption strip, one head by four yaws at 64^2, margin
+    views = image[16:80]
+    assert (views[0, 0] == [255, 0, 255]).all() and (views[-1, -1] == [255, 0, 255]).all()  # background
+    centre = views[32, 64 + 32]  # the -60 degree view: the head covers its middle
+    assert not (centre == [255, 0, 255]).all()
+    monkeypatch.setattr(sys, "argv", ["side_views.py", "a", "b", "--labels", "one"])
+    with pytest.raises(SystemExit):
+        _tool("side_views").main()
+    assert "--labels gives 1 captions for 2 networks" in capsys.readouterr().err
