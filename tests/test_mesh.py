@@ -338,3 +338,23 @@ def test_missing_dependency_names_the_extra(monkeypatch, small_scene):
     monkeypatch.setitem(sys.modules, "trimesh", None)
     with pytest.raises(ImportError, match=r'pip install "cgsgan\[mesh\]"'):
         scene_to_mesh(small_scene, resolution=16)
+
+
+def test_readme_mesh_figure_projects_a_sphere_to_its_silhouette():
+    """docs/mesh/figure.py draws with the standard camera: a red sphere at the origin covers the disc that
+    the pinhole model predicts, fully lit at its centre, and nothing else."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "mesh" / "figure.py"
+    spec = importlib.util.spec_from_file_location("mesh_figure", path)
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.2)
+    sphere.visual.vertex_colors = np.tile([255, 0, 0, 255], (len(sphere.vertices), 1)).astype(np.uint8)
+    image = np.asarray(figure.draw(sphere, yaw_deg=30.0, size=200)).astype(int)
+    covered = (image != 255).any(-1)
+    focal, radius, distance = 4.2647, 0.2, 2.7  # the standard camera's normalised focal and orbit
+    expected = 2 * 200 * focal * figure.ZOOM * radius / math.sqrt(distance**2 - radius**2)  # tangent rays
+    assert abs(covered[100].sum() - expected) <= 3 and abs(covered[:, 100].sum() - expected) <= 3
+    assert tuple(image[100, 100]) == (255, 0, 0) and not covered[0].any() and not covered[:, 0].any()
