@@ -101,7 +101,10 @@ def test_head_mesh_bounding_box(name, heads, meshes):
     opaque = xyz[opacity > LEVEL]
     lo, hi = mesh.bounds
     reach = 3 * widened(float(scene.scales().max()), voxel) + voxel
-    assert np.all(lo <= opaque.min(0) + voxel) and np.all(hi >= opaque.max(0) - voxel)
+    # inside: the mesh keeps the largest piece, so a stray opaque Gaussian apart from the head may be left
+    # out; the box of all but the outermost 1% on each side must be inside
+    core_lo, core_hi = np.quantile(opaque, 0.01, axis=0), np.quantile(opaque, 0.99, axis=0)
+    assert np.all(lo <= core_lo + voxel) and np.all(hi >= core_hi - voxel)
     assert np.all(lo >= opaque.min(0) - reach) and np.all(hi <= opaque.max(0) + reach)
     # and never past the 3-sigma box of all Gaussians the mesher uses (opacity >= 1/255)
     used = xyz[opacity >= 1 / 255]
