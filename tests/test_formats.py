@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Half a quantisation step of each stored value (the formats' definitions, see the module docs).
 SPZ_POSITION = 0.5 / 2**12  # 24-bit fixed point, 12 fractional bits
 SPZ_LOG_SCALE = 0.5 / 16  # uint8 of (log-scale + 10) * 16
+SPZ_LOG_SCALE_RANGE = (-10.0, 255 / 16 - 10)  # what a byte holds; log-scales outside come back clamped
 OPACITY = 0.5 / 255  # uint8 of sigmoid(opacity) (both formats)
 SPZ_SH_DC = 0.5 / (0.15 * 255)  # uint8 of f_dc * 0.15 * 255 + 127.5
 EPS = 2e-6  # float32 arithmetic on top
@@ -117,7 +118,7 @@ def assert_spz_close(a: GaussianScene, b: GaussianScene, version: int, axis_flip
     """b (read from spz) within spz's quantisation of a (colours inside spz's SH DC range [-3.33, 3.33])."""
     assert b.num_gaussians == a.num_gaussians and b.dtype == torch.float32
     assert (a.xyz - b.xyz).abs().max() <= SPZ_POSITION + EPS
-    assert (a.scale - b.scale).abs().max() <= SPZ_LOG_SCALE + EPS
+    assert (a.scale.clamp(*SPZ_LOG_SCALE_RANGE) - b.scale).abs().max() <= SPZ_LOG_SCALE + EPS
     assert (a.opacities() - b.opacities()).abs().max() <= OPACITY + EPS
     inside = a.color.abs() <= 127.5 / (0.15 * 255)
     assert ((a.color - b.color).abs() * inside).max() <= SPZ_SH_DC + EPS
@@ -491,8 +492,11 @@ def test_head_round_trip_matches_the_documented_table(tmp_path, head, fmt):
         ordered = head
     angles = angle_deg(ordered.rotation[0], back.rotation[0])
     assert angles.mean() <= {"spz2": 1.0, "spz3": 0.1, "cply": 0.1}[fmt]
-    scale = (back.scales() / ordered.scales() - 1).abs().max()
-    assert scale <= (math.exp(SPZ_LOG_SCALE) - 1 + 1e-5 if fmt != "cply" else 2e-3)
+    # spz clamps log-scales to its byte's range: a trained head's flattest axes (thinner than e^-10) come back as e^-10
+    stored = ordered.scale if fmt == "cply" else ordered.scale.clamp(*SPZ_LOG_SCALE_RANGE)
+    scale = (back.scales() / stored.exp() - 1).abs().max()
+    # cply: the chunk-wise bound holds above (assert_cply_close); the table's worst Gaussian is 0.36 %
+    assert scale <= (math.exp(SPZ_LOG_SCALE) - 1 + 1e-5 if fmt != "cply" else 5e-3)
 
 
 # ------------------------------------------------------- gsply (PyPI), optional

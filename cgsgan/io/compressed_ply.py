@@ -35,18 +35,18 @@ treats both alike, so a head opens the same way from either).
 **Quantisation error** of a round trip (write then read, Gaussians matched
 through :func:`morton_order`), measured on the built-in network's head by
 ``python benchmarks/formats.py`` (``load_network()``, ``torch.manual_seed(0)``,
-z = randn, psi = 0.8: 5376 Gaussians, 21 chunks, extent 0.674), activated
+z = randn, psi = 0.8: 5376 Gaussians, 21 chunks, extent 0.687), activated
 units, each Gaussian's worst component, max / mean over Gaussians:
 
     ======================  ==================  =====================================
     field                   compressed PLY      bound
     ======================  ==================  =====================================
-    position (units/axis)   3.2e-4 / 7.4e-5     chunk span / 4094 (x, z), / 2046 (y)
-    position / extent       4.8e-4 / 1.1e-4
-    scale (relative)        0.061% / 0.027%     e**(log-scale span / 4094 or 2046) - 1
+    position (units/axis)   2.5e-4 / 7.0e-5     chunk span / 4094 (x, z), / 2046 (y)
+    position / extent       3.7e-4 / 1.0e-4
+    scale (relative)        0.36% / 0.11%       e**(log-scale span / 4094 or 2046) - 1
     opacity                 0.0020 / 0.0010     1/510
-    rgb (clamped at 0)      0.0069 / 0.0017     chunk rgb span / 510
-    rotation (degrees)      0.19 / 0.086        0.57 (components within sqrt(2)/2046)
+    rgb (clamped at 0)      0.0074 / 0.0016     chunk rgb span / 510
+    rotation (degrees)      0.21 / 0.087        0.57 (components within sqrt(2)/2046)
     ======================  ==================  =====================================
 
 File size for this head: 88 KB (16 bytes a Gaussian + 72 a chunk + header).

@@ -52,7 +52,7 @@ flips, ``out.ply -> .spz`` flips back). ``up`` is therefore the frame of the
 **Quantisation error** of a round trip (write then read, default frame),
 measured on the built-in network's head by ``python benchmarks/formats.py``
 (``load_network()``, ``torch.manual_seed(0)``, z = randn, psi = 0.8: 5376
-Gaussians, extent 0.674), in activated units, each Gaussian's worst component,
+Gaussians, extent 0.687), in activated units, each Gaussian's worst component,
 max / mean over Gaussians, next to the bound that the format's steps guarantee
 (half a step per stored value):
 
@@ -60,21 +60,24 @@ max / mean over Gaussians, next to the bound that the format's steps guarantee
     field                   version 2           version 3           bound (v2 / v3)
     ======================  ==================  ==================  =================
     position (units/axis)   1.22e-4 / 9.1e-5    1.22e-4 / 9.1e-5    2**-13 = 1.22e-4
-    position / extent       1.8e-4 / 1.35e-4    1.8e-4 / 1.35e-4    (12 fract. bits)
-    scale (relative)        3.2% / 2.3%         3.2% / 2.3%         e**(1/32)-1 = 3.2%
+    position / extent       1.8e-4 / 1.3e-4     1.8e-4 / 1.3e-4     (12 fract. bits)
+    scale (relative)        3.2% / 2.2%         3.2% / 2.2%         e**(1/32)-1 = 3.2%
     opacity                 0.0020 / 0.0010     0.0020 / 0.0010     1/510
-    rgb (clamped at 0)      0.0037 / 0.0011     0.0037 / 0.0011     C0/76.5 = 0.0037
-    rotation (degrees)      10.1 / 0.59         0.20 / 0.087        13.4 / 0.57
+    rgb (clamped at 0)      0.0037 / 0.0013     0.0037 / 0.0013     C0/76.5 = 0.0037
+    rotation (degrees)      9.3 / 0.61          0.23 / 0.087        13.4 / 0.57
     ======================  ==================  ==================  =================
 
 rgb holds inside the stored range (SH DC within +-3.33, i.e. rgb in [-0.44,
 1.44]); values outside it are clipped there: darker-than-black ones invisibly
-(the renderer clamps at 0), brighter ones visibly (9 of the built-in
-head's 5,376 Gaussians have a channel above 1.44, up to 1.80). Version 2
+(the renderer clamps at 0), brighter ones visibly (3 of the built-in
+head's 5,376 Gaussians have a channel above 1.44, up to 1.59). Log-scales are
+clamped to [-10, 5.94] likewise: 15 of that head's Gaussians are flat discs
+with an axis thinner than e^-10 = 4.5e-5 units, stored at that floor (left
+out of the scale row). Version 2
 recovers w from x, y, z (each within 1/255), so a Gaussian whose w is near 0
 can turn by up to 13.4 degrees; version 3 recovers the largest component
 (>= 1/2) from three stored within sqrt(2)/1022. File
-sizes for this head: version 2 65 KB, version 3 71 KB (full PLY 1.3 MB).
+sizes for this head: version 2 71 KB, version 3 77 KB (full PLY 1.3 MB).
 """
 
 from __future__ import annotations
