@@ -65,6 +65,27 @@ def test_training_figures_writes_plots_and_grids(tmp_path, monkeypatch, capsys):
     assert (out / "fakes-last.png").read_bytes() == (run / "fakes-000004.png").read_bytes()
 
 
+def test_training_figures_from_a_metric_file_draws_the_curve_only(tmp_path, monkeypatch, capsys):
+    """The results of a run whose folder is gone: each line carries its kimg."""
+    pytest.importorskip("matplotlib")
+    figures = _tool("training_figures")
+    lines = [{"metric": "fid1k", "results": {"fid1k": v}, "kimg": k, "network": f"gone/n{k}.safetensors"}
+             for k, v in ((7.68, 286.8), (37.632, 67.6))]  # fmt: skip
+    lines.append({"metric": "fid1k", "results": {"fid1k": 1.0}})
+    results = tmp_path / "curve.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert figures.metric_points(results, "fid1k") == [(7.68, 286.8), (37.632, 67.6)]  # no kimg: left out
+    out = tmp_path / "figures"
+    monkeypatch.setattr(sys, "argv", ["training_figures.py", str(results), str(out), "--floor", "9.14"])
+    figures.main()
+    assert "67.6 at 37.632 kimg" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["fid.png"]
+    monkeypatch.setattr(sys, "argv", ["training_figures.py", str(results), str(out), "--metric", "kid1k"])
+    with pytest.raises(SystemExit):
+        figures.main()
+    assert "has no kid1k results with a kimg" in capsys.readouterr().err
+
+
 def test_training_figures_rejects_a_run_without_ticks(tmp_path, monkeypatch, capsys):
     figures = _tool("training_figures")
     monkeypatch.setattr(sys, "argv", ["training_figures.py", str(tmp_path), str(tmp_path / "out")])

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import socket
 from pathlib import Path
@@ -20,6 +21,7 @@ from cgsgan.train import (
     load_official_optimizers,
     train,
 )
+from cgsgan.train.progress import write_grid
 
 RES = 64
 
@@ -124,7 +126,7 @@ def test_bad_configs_are_named(heads):
         TrainConfig(batch=4, views=8)
 
 
-def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
+def test_train_command_runs_logs_and_snapshots(heads, tmp_path, tmp_path_factory):
     from click.testing import CliRunner
 
     from cgsgan.cli import main
@@ -137,6 +139,16 @@ def test_train_command_runs_logs_and_snapshots(heads, tmp_path):
     assert (run / "network-snapshot-000000.safetensors").is_file() and (run / "stats.jsonl").is_file()
     grid = iio.imread(run / "fakes-000000.png")
     assert grid.shape == (3 * RES, 3 * RES, 3) and iio.imread(run / "reals.png").shape == grid.shape  # 8 images, 3 x 3
+    # the run's grid comes back from its network file, seed and data alone (tools/run_grid.py)
+    spec = importlib.util.spec_from_file_location("run_grid", Path(__file__).parents[1] / "tools" / "run_grid.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    fakes, reals = tool.run_grid(run / "network-snapshot-000000.safetensors", heads, seed=0)
+    folder = tmp_path_factory.mktemp("grid")
+    write_grid(folder / "fakes.png", fakes)
+    write_grid(folder / "reals.png", reals)
+    assert np.array_equal(iio.imread(folder / "reals.png"), iio.imread(run / "reals.png"))
+    assert np.abs(iio.imread(folder / "fakes.png").astype(int) - grid).max() <= 1
     again = CliRunner().invoke(main, ["train", "--resume", str(run), "--kimg", "0.012"])
     assert "resumed from network-snapshot-000000.safetensors at 0.008 kimg" in again.output
     assert "done: 0.012 kimg" in again.output and sorted(p.name for p in tmp_path.iterdir()) == [run.name]
@@ -264,6 +276,27 @@ def test_a_run_from_a_snapshot_trains_at_its_own_rates_and_d_capacity(heads, tmp
               max_steps=0, resume_from=first)  # fmt: skip
     with pytest.raises(ValueError, match=r"d_channel_base must be >= the resolution \(64\)"):
         config(d_channel_base=32)
+
+
+def test_a_shipped_generator_only_file_fine_tunes_against_a_fresh_discriminator(heads, tmp_path):
+    """A network as the package ships it (G_ema only, float16): G and G_ema start from it, D from its init."""
+    donor = Trainer(config(), heads)
+    donor.step()
+    half = {k: v.half() if v.is_floating_point() else v for k, v in donor.G_ema.state_dict().items()}
+    path = save_networks(tmp_path / "shipped.safetensors", {"G_ema": half}, donor.g_cfg)
+    logs = []
+    trainer = train(config(kimg=0.012), tmp_path / "run", heads, log=logs.append, max_steps=0, resume_from=path,
+                    resume_kimg=0.008)  # fmt: skip
+    assert "shipped.safetensors holds G_ema only (a shipped network): G starts as a copy of it" in logs
+    assert "shipped.safetensors has no D: the discriminator starts from random weights" in logs
+    assert trainer.counters.images == 8
+    for net in (trainer.G, trainer.G_ema):
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, half[k].to(v.dtype)), k
+    fresh = Trainer(config(), heads)  # the same seed: D is the one a new run starts with
+    assert all(torch.equal(v, fresh.D.state_dict()[k]) for k, v in trainer.D.state_dict().items())
+    trainer.step()
+    assert trainer.counters.images == 12
 
 
 def test_imported_weights_resume_with_official_optimizer_states(heads, tmp_path):

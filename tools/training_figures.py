@@ -2,12 +2,15 @@
 
     python tools/training_figures.py out/train/00000-tiny64-synth docs/training
     python tools/training_figures.py RUN OUT --metric fid5k_full
+    python tools/training_figures.py docs/metrics/F2-curve-fid1k.jsonl docs/training --floor 9.14
 
 Reads RUN/stats.jsonl (one line per tick: losses, and metrics measured during
 training) and RUN/metric-*.jsonl (results of `cgsgan metrics --network
 SNAPSHOT --out RUN`, placed at the kimg their snapshot file records), and writes
 OUT/fid.png (when RUN has results of the metric), OUT/curves.png, and copies of
-RUN/reals.png and the first and last RUN/fakes-*.png grids. Needs matplotlib.
+RUN/reals.png and the first and last RUN/fakes-*.png grids. Given a metric file
+instead of RUN (the results of a run whose folder is gone, each line with its
+``kimg``), it writes OUT/fid.png only. Needs matplotlib.
 """
 
 from __future__ import annotations
@@ -53,14 +56,16 @@ def _snapshot_kimg(run: Path, manifest: dict[str, float], network: str) -> float
 
 
 def metric_points(run: Path, metric: str) -> list[tuple[float, float]]:
-    """(kimg, value) of ``metric`` from the run's stats.jsonl and metric-<metric>.jsonl, sorted by kimg; a
-    snapshot measured twice keeps its latest result."""
+    """(kimg, value) of ``metric`` from the run's stats.jsonl and metric-<metric>.jsonl, or from one metric
+    file ``run``, sorted by kimg; a snapshot measured twice keeps its latest result."""
     points: dict[float, float] = {}
     stats = run / "stats.jsonl"
     for row in read_jsonl(stats) if stats.is_file() else []:
         if row.get(metric) is not None:
             points[round(row["kimg"], 3)] = row[metric]
-    results, listed = run / f"metric-{metric}.jsonl", run / "snapshots.json"
+    results = run if run.is_file() else run / f"metric-{metric}.jsonl"
+    run = run.parent if run.is_file() else run
+    listed = run / "snapshots.json"
     entries = json.loads(listed.read_text()).get("snapshots", []) if listed.is_file() else []
     manifest = {e["network"]: e["images"] / 1000 for e in entries}
     for row in read_jsonl(results) if results.is_file() else []:
@@ -110,7 +115,7 @@ def curves_figure(rows: list[dict]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="training run folder")
+    parser.add_argument("run", type=Path, help="training run folder, or a metric .jsonl file whose lines carry kimg")
     parser.add_argument("out", type=Path, help="folder for fid.png, curves.png and the grids")
     parser.add_argument("--metric", default="fid1k", help="the metric plotted against kimg (default: fid1k)")
     parser.add_argument("--floor", type=float, help="the metric between two sets of reals, drawn as a line")
@@ -120,18 +125,23 @@ def main() -> None:
     except ImportError:
         parser.error("matplotlib is needed: pip install matplotlib (it is in the dev extra)")
     matplotlib.use("Agg")
+    single = args.run.is_file()  # a metric file: the FID curve only
     stats = args.run / "stats.jsonl"
     rows = read_jsonl(stats) if stats.is_file() else []
-    if not rows:
+    if not rows and not single:
         parser.error(f"{stats} has no ticks yet")
-    args.out.mkdir(parents=True, exist_ok=True)
-    curves_figure(rows).savefig(args.out / "curves.png")
     points = metric_points(args.run, args.metric)
+    if single and not points:
+        parser.error(f"{args.run} has no {args.metric} results with a kimg")
+    args.out.mkdir(parents=True, exist_ok=True)
     if points:
         fid_figure(points, args.metric, args.floor).savefig(args.out / "fid.png")
         print(f"wrote {args.out / 'fid.png'}: " + ", ".join(f"{v:.1f} at {k:g} kimg" for k, v in points))
     else:
         print(f"no {args.metric} results in {args.run} (measure snapshots with cgsgan metrics --out {args.run})")
+    if single:
+        return
+    curves_figure(rows).savefig(args.out / "curves.png")
     grids = sorted(args.run.glob("fakes-*.png"))
     copies = {"reals.png": args.run / "reals.png"}
     if grids:

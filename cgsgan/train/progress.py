@@ -133,27 +133,37 @@ def image_grid(images: Tensor, columns: int) -> np.ndarray:
     return (grid * 255).round().to(torch.uint8).numpy()
 
 
+def grid_inputs(data, z_dim: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A run's fixed grid: latents [N, z_dim], camera labels [N, 25] and the reals [N, 3, H, W] in [0, 1] they
+    come with, drawn from ``seed`` (the run's) and ``data`` (the run's HeadsDataset; mirroring does not change it)."""
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    reals = copy.copy(data)  # the same catalog, read again over white and unflipped
+    reals.background, reals.xflip = "white", False
+    count = min(GRID_SIZE, len(reals))
+    z = torch.randn(count, z_dim, generator=gen)
+    items = [reals[i] for i in torch.randperm(len(reals), generator=gen)[:count].tolist()]
+    labels = torch.stack([item["label"] for item in items])
+    return z, labels, torch.stack([item["image"] for item in items]).float() / 255
+
+
+def write_grid(path: Path, images: Tensor) -> None:
+    """Images [N, 3, H, W] in [0, 1] as a square-ish PNG grid, written atomically."""
+    import imageio.v3 as iio
+
+    grid = image_grid(images, columns=math.ceil(math.sqrt(len(images))))
+    atomic_write(path, lambda f: f.write(iio.imwrite("<bytes>", grid, extension=".png")))
+
+
 class GridWriter:
     """Fixed latents and cameras, rendered by G_ema over white at every image tick, as in the reference."""
 
     def __init__(self, trainer: Trainer, data_path: str | os.PathLike, run_dir: Path) -> None:
-        gen = torch.Generator().manual_seed(trainer.cfg.seed + 1_000_003)
-        reals = copy.copy(trainer.data)  # the same catalog, read again over white and unflipped
-        reals.background, reals.xflip = "white", False
-        count = min(GRID_SIZE, len(reals))
-        self.z = torch.randn(count, trainer.g_cfg.z_dim, generator=gen).to(trainer.device)
-        items = [reals[i] for i in torch.randperm(len(reals), generator=gen)[:count].tolist()]
-        self.labels = torch.stack([item["label"] for item in items]).to(trainer.device)
+        z, labels, reals = grid_inputs(trainer.data, trainer.g_cfg.z_dim, trainer.cfg.seed)
+        self.z, self.labels = z.to(trainer.device), labels.to(trainer.device)
         self.trainer, self.run_dir = trainer, run_dir
         path = run_dir / "reals.png"
         if not path.exists():
-            self._write(path, torch.stack([item["image"] for item in items]).float() / 255)
-
-    def _write(self, path: Path, images: Tensor) -> None:
-        import imageio.v3 as iio
-
-        grid = image_grid(images, columns=math.ceil(math.sqrt(len(images))))
-        atomic_write(path, lambda f: f.write(iio.imwrite("<bytes>", grid, extension=".png")))
+            write_grid(path, reals)
 
     def write(self) -> Path:
         t = self.trainer
@@ -161,7 +171,7 @@ class GridWriter:
             scene, _ = t.G_ema(self.z)
             images = render(scene, self.labels, t.g_cfg.resolution, background=1.0).image
         path = self.run_dir / f"fakes-{t.counters.images // 1000:06d}.png"
-        self._write(path, images)
+        write_grid(path, images)
         return path
 
 

@@ -187,10 +187,13 @@ def restore(trainer: Trainer, snapshot: Snapshot, resume_kimg: float | None = No
                              "resume from an earlier snapshot")  # fmt: skip
         trainer.load_state(state, networks, str(net))
         return
-    missing = {"G", "D"} - set(networks)
-    if missing:
-        raise ValueError(f"{net} has no {' or '.join(sorted(missing))} network to train from")
+    if not {"G", "G_ema"} & set(networks):
+        raise ValueError(f"{net} has no G or G_ema network to train from")
     trainer.load_networks(networks, str(net))
+    if "G" not in networks:
+        log(f"{net.name} holds G_ema only (a shipped network): G starts as a copy of it")
+    if "D" not in networks:
+        log(f"{net.name} has no D: the discriminator starts from random weights")
     images, where = imported_images(net, resume_kimg)
     trainer.counters = Counters(step=images // trainer.cfg.batch, images=images)
     trainer._stream = None

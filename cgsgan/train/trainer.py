@@ -294,10 +294,13 @@ class Trainer:
         }
 
     def load_networks(self, networks: dict[str, dict[str, Tensor]], where: str = "the snapshot") -> None:
-        """G, G_ema (G when absent) and D; weights that do not fit this run's networks are a clear error."""
-        load_state(self.G, networks["G"], f"{where}: G")
-        load_state(self.G_ema, networks.get("G_ema", networks["G"]), f"{where}: G_ema")
-        load_state(self.D, networks["D"], f"{where}: D")
+        """G and G_ema (each the other when absent) and D (kept as initialised when absent: a generator-only
+        file fine-tunes against a fresh discriminator); weights that do not fit this run's networks are a clear
+        error."""
+        load_state(self.G, networks.get("G", networks.get("G_ema")), f"{where}: G")
+        load_state(self.G_ema, networks.get("G_ema", networks.get("G")), f"{where}: G_ema")
+        if "D" in networks:
+            load_state(self.D, networks["D"], f"{where}: D")
 
     def load_state(self, state: dict, networks: dict[str, dict[str, Tensor]], where: str = "the snapshot") -> None:
         if state.get("version") != STATE_VERSION:
