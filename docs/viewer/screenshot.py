@@ -45,6 +45,8 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.goto(f"http://127.0.0.1:{PORT}")
             time.sleep(args.wait)
+            # the client's toast that WebGL runs in software is true of a headless browser, not of users' ones
+            page.add_style_tag(content='[class*="mantine-Notification"] { display: none !important; }')
             page.screenshot(path=str(args.out))
             browser.close()
     finally:
