@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from cgsgan.atomic import atomic_write
+from cgsgan.data.dataset import HeadsDataset
 from cgsgan.render import render
 from cgsgan.train.config import TrainConfig
 from cgsgan.train.trainer import Trainer
@@ -133,7 +134,7 @@ def image_grid(images: Tensor, columns: int) -> np.ndarray:
     return (grid * 255).round().to(torch.uint8).numpy()
 
 
-def grid_inputs(data, z_dim: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+def grid_inputs(data: HeadsDataset, z_dim: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """A run's fixed grid: latents [N, z_dim], camera labels [N, 25] and the reals [N, 3, H, W] in [0, 1] they
     come with, drawn from ``seed`` (the run's) and ``data`` (the run's HeadsDataset; mirroring does not change it)."""
     gen = torch.Generator().manual_seed(seed + 1_000_003)
