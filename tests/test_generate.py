@@ -428,8 +428,10 @@ def test_compiled_synthesis_gives_the_eager_scenes(G):
     heads = generate(G, [0, 1, 2], batch=2, synthesizer=compiled)  # chunks of 2 and 1: the 1 is padded
     eager = generate(G, [0, 1, 2])
     assert heads.scene.batch_size == 3 and compiled.batch == 2
+    # Compiled kernels sum in another order: on a CPU with AVX-512 the logits (up to 13) differ by up to 7e-5;
+    # two heads swapped differ by 0.04 (positions) to 7 (opacity logits).
     for name, value in eager.scene.tensors().items():
-        assert torch.allclose(getattr(heads.scene, name), value, atol=1e-5), name
+        assert torch.allclose(getattr(heads.scene, name), value, rtol=1e-4, atol=5e-4), name
     # Any later size runs in chunks of 2, the last padded: nothing compiles again.
     ws = G.mapping(torch.randn(5, G.cfg.z_dim, generator=torch.Generator().manual_seed(1)))
     with torch._dynamo.config.patch(error_on_recompile=True):
