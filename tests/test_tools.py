@@ -141,3 +141,57 @@ def test_side_views_show_magenta_around_the_head_and_report_holes(tmp_path, monk
     with pytest.raises(SystemExit):
         _tool("side_views").main()
     assert "--labels gives 1 captions for 2 networks" in capsys.readouterr().err
+
+
+def _heads(root: Path, count: int = 8) -> Path:
+    """A small 64^2 dataset of noise images with masks and labels (enough for D's mechanics)."""
+    import numpy as np
+    from PIL import Image
+    from test_dataset import labels_for
+
+    (root / "mask").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, label in enumerate(labels_for(count)):
+        name = f"{i:05d}.png"
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / name)
+        Image.fromarray(np.full((64, 64), 255, np.uint8)).save(root / "mask" / name)
+        rows.append([name, label])
+    (root / "dataset.json").write_text(json.dumps({"labels": rows}))
+    return root
+
+
+def test_fresh_discriminator_trains_d_alone_and_saves_it(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from cgsgan.assets import default_network
+    from cgsgan.io.checkpoint import read_state_dicts
+
+    tool = _tool("fresh_discriminator")
+    data = str(_heads(tmp_path / "heads"))
+    shipped = read_state_dicts(default_network())["G_ema"]
+    plain, records = tool.warm_up(default_network(), 0.008, data, jitter=0.0, log=lambda _: None)
+    jittered, jittered_records = tool.warm_up(default_network(), 0.008, data, jitter=0.5, log=lambda _: None)
+    assert [r["step"] for r in records] == [1] and records[0]["kimg"] == 0.008  # one step of the preset's batch 8
+    for trainer in (plain, jittered):  # the generator is the file's, bit for bit (w_avg included)
+        for name, module in (("G", trainer.G), ("G_ema", trainer.G_ema)):
+            state = module.state_dict()
+            assert all(torch.equal(v.float(), state[k].float()) for k, v in shipped.items()), name
+    # the same reals and D, other fakes: only the jittered heads' logits differ
+    assert jittered_records[0]["D_real"] == records[0]["D_real"]
+    assert jittered_records[0]["D_fake"] != records[0]["D_fake"]
+    out = tmp_path / "warmed.safetensors"
+    monkeypatch.setattr(sys, "argv", ["fresh_discriminator.py", str(default_network()), "--kimg", "0.016",
+                                      "--data", data, "--window", "1", "--jitter", "0.1",
+                                      "--records", str(tmp_path / "r.jsonl"), "--save", str(out)])  # fmt: skip
+    tool.main()
+    printed = capsys.readouterr().out
+    assert printed.count("D_loss") == 2 and "jitter 0.1000" in printed and "jitter 0.0500" in printed
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
+    saved = read_state_dicts(out)
+    assert set(saved) == {"G_ema", "G", "D"}
+    assert all(torch.equal(v.float(), saved["G"][k].float()) for k, v in shipped.items())
+    monkeypatch.setattr(sys, "argv", ["fresh_discriminator.py", str(default_network()), "--kimg", "0"])
+    with pytest.raises(SystemExit):
+        tool.main()
+    assert "--kimg must be > 0" in capsys.readouterr().err

@@ -65,6 +65,21 @@ def test_steps_update_everything_and_stats_are_finite(heads):
     assert stats[0]["blur_sigma"] == pytest.approx(10.0)
 
 
+def test_a_discriminator_only_step_leaves_the_generator_alone(heads):
+    frozen, full = Trainer(config(), heads), Trainer(config(), heads)
+    g_before = {k: v.clone() for k, v in frozen.G.state_dict().items()}
+    ema_before = {k: v.clone() for k, v in frozen.G_ema.state_dict().items()}
+    d_before = frozen.D.state_dict()["b4.out.weight"].clone()
+    stats = frozen.step(train_g=False)
+    assert "G_loss" not in stats and {"D_loss", "D_real", "D_fake", "R1"} <= set(stats)
+    for before, module in ((g_before, frozen.G), (ema_before, frozen.G_ema)):  # w_avg included
+        assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(frozen.D.state_dict()["b4.out.weight"], d_before)
+    assert frozen.counters.images == 4 and frozen.counters.step == 1
+    # the same reals as a full step's D phase: D's logits on them agree before either D moved
+    assert stats["D_real"] == pytest.approx(full.step()["D_real"], rel=1e-5)
+
+
 def test_a_bfloat16_generator_trains_near_the_float32_one(heads):
     trainers = [Trainer(config(), heads), Trainer(config(g_precision="bfloat16"), heads)]
     first = [t.step() for t in trainers]  # same weights, same draws: only the generator's arithmetic differs

@@ -185,12 +185,12 @@ class Trainer:
         (loss / self.passes).backward()
         return {"G_loss": adversarial.detach(), "knn": knn.detach(), "center": centre.detach()}
 
-    def _d_pass(self, chunk: int, reals: Tensor, real_labels: Tensor) -> dict[str, Tensor]:
+    def _d_pass(self, chunk: int, reals: Tensor, real_labels: Tensor, update_w_avg: bool = True) -> dict[str, Tensor]:
         """Backward of one pass of the D phase: fakes rendered at their own cameras (updating w_avg), and reals."""
         z, labels, bg = self._fakes(1, chunk)
         with torch.no_grad():
             with precision_context(self.device, self.cfg.g_precision):
-                scene, _ = self.G.synthesis(self.G.mapping(z, update_emas=True))
+                scene, _ = self.G.synthesis(self.G.mapping(z, update_emas=update_w_avg))
             scene = scene.to(torch.float32)
             if not _finite(scene):
                 nan = torch.tensor(float("nan"), device=self.device)
@@ -249,19 +249,24 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
                 b_ema.copy_(b)
 
-    def step(self) -> dict[str, float]:
-        """One iteration (G phase, D phase, lazy R1 phase, EMA); the stats of this step, averaged over passes."""
+    def step(self, train_g: bool = True) -> dict[str, float]:
+        """One iteration (G phase, D phase, lazy R1 phase, EMA); the stats of this step, averaged over passes.
+
+        ``train_g=False`` trains D alone, with the same draws, reals and counters as a full step, and leaves G,
+        its w_avg and G_ema as they are: a discriminator warmed up against a frozen generator."""
         reals, real_labels = self._reals()
         chunks = range(self.passes)
         real_chunks = list(zip(reals.split(self.batch_gpu), real_labels.split(self.batch_gpu), strict=True))
         self.G.requires_grad_(False)
         self.D.requires_grad_(False)
-        stats = {"blur_sigma": self.sigma}
-        g_stats, g_ok = self._phase(self.G, self.opt_g, self.cfg.clip_g, (self._g_pass(c) for c in chunks))
+        stats, ok = {"blur_sigma": self.sigma}, True
+        if train_g:
+            g_stats, ok = self._phase(self.G, self.opt_g, self.cfg.clip_g, (self._g_pass(c) for c in chunks))
+            stats.update(g_stats)
         d_stats, d_ok = self._phase(self.D, self.opt_d, self.cfg.clip_d,
-                                    (self._d_pass(c, *real_chunks[c]) for c in chunks))  # fmt: skip
-        stats.update(g_stats, **d_stats)
-        ok = g_ok and d_ok
+                                    (self._d_pass(c, *real_chunks[c], train_g) for c in chunks))  # fmt: skip
+        stats.update(d_stats)
+        ok = ok and d_ok
         if self.counters.step % self.cfg.r1_interval == 0:
             r1_stats, r1_ok = self._phase(self.D, self.opt_d, self.cfg.clip_d, (self._r1_pass(*r) for r in real_chunks))
             stats.update(r1_stats)
@@ -277,7 +282,8 @@ class Trainer:
                     f"{c.bad_in_a_row} steps in a row had non-finite losses or gradients (at step {c.step}); "
                     "stopped, the last snapshot is intact. Try a lower learning rate or a different seed."
                 )
-        self._update_ema()  # with the image count before this step, as the reference
+        if train_g:
+            self._update_ema()  # with the image count before this step, as the reference
         c.images += self.cfg.batch
         c.step += 1
         return stats
