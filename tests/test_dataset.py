@@ -25,6 +25,22 @@ def labels_for(count: int) -> list[list[float]]:
     return look_at(yaw, torch.full_like(yaw, math.pi / 2), dtype=torch.float64).tolist()
 
 
+def noise_heads(root: Path, count: int = 8, resolution: int = 64) -> Path:
+    """Noise images with a box mask and frontal-ish labels: enough for training's mechanics."""
+    (root / "mask").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, label in enumerate(labels_for(count)):
+        name = f"{i:05d}.png"
+        Image.fromarray(rng.integers(0, 255, (resolution, resolution, 3), dtype=np.uint8)).save(root / name)
+        mask = np.zeros((resolution, resolution), np.uint8)
+        mask[resolution // 8 : resolution * 7 // 8, resolution * 3 // 16 : resolution * 13 // 16] = 255
+        Image.fromarray(mask).save(root / "mask" / name)
+        rows.append([name, label])
+    (root / "dataset.json").write_text(json.dumps({"labels": rows}))
+    return root
+
+
 def write_png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

@@ -143,32 +143,15 @@ def test_side_views_show_magenta_around_the_head_and_report_holes(tmp_path, monk
     assert "--labels gives 1 captions for 2 networks" in capsys.readouterr().err
 
 
-def _heads(root: Path, count: int = 8) -> Path:
-    """A small 64^2 dataset of noise images with masks and labels (enough for D's mechanics)."""
-    import numpy as np
-    from PIL import Image
-    from test_dataset import labels_for
-
-    (root / "mask").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, label in enumerate(labels_for(count)):
-        name = f"{i:05d}.png"
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / name)
-        Image.fromarray(np.full((64, 64), 255, np.uint8)).save(root / "mask" / name)
-        rows.append([name, label])
-    (root / "dataset.json").write_text(json.dumps({"labels": rows}))
-    return root
-
-
 def test_fresh_discriminator_trains_d_alone_and_saves_it(tmp_path, monkeypatch, capsys):
     import torch
+    from test_dataset import noise_heads
 
     from cgsgan.assets import default_network
     from cgsgan.io.checkpoint import read_state_dicts
 
     tool = _tool("fresh_discriminator")
-    data = str(_heads(tmp_path / "heads"))
+    data = str(noise_heads(tmp_path / "heads"))
     shipped = read_state_dicts(default_network())["G_ema"]
     plain, records = tool.warm_up(default_network(), 0.008, data, jitter=0.0, log=lambda _: None)
     jittered, jittered_records = tool.warm_up(default_network(), 0.008, data, jitter=0.5, log=lambda _: None)

@@ -7,8 +7,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from test_dataset import labels_for
+from test_dataset import noise_heads
 
 from cgsgan.io.checkpoint import load_discriminator, load_network, save_networks
 from cgsgan.train import (
@@ -29,19 +28,7 @@ RES = 64
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory):
     """Eight 64x64 images with masks and labels: enough for the loop's mechanics."""
-    root = tmp_path_factory.mktemp("heads")
-    (root / "mask").mkdir()
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, label in enumerate(labels_for(8)):
-        name = f"{i:05d}.png"
-        Image.fromarray(rng.integers(0, 255, (RES, RES, 3), dtype=np.uint8)).save(root / name)
-        mask = np.zeros((RES, RES), np.uint8)
-        mask[8:56, 12:52] = 255
-        Image.fromarray(mask).save(root / "mask" / name)
-        rows.append([name, label])
-    (root / "dataset.json").write_text(json.dumps({"labels": rows}))
-    return root
+    return noise_heads(tmp_path_factory.mktemp("heads"))
 
 
 def config(**overrides):

@@ -85,11 +85,10 @@ def main() -> None:
     if args.records:
         args.records.write_text("".join(json.dumps(r) + "\n" for r in records))
     if args.save:
-        c = trainer.counters
         save_networks(args.save, {"G_ema": trainer.G_ema, "G": trainer.G, "D": trainer.D}, trainer.g_cfg,
                       source=f"{args.network.name} with a discriminator trained alone for {args.kimg:g} kimg",
                       discriminator=trainer.d_cfg)  # fmt: skip
-        print(f"wrote {args.save} (G at {c.images / 1000:g} kimg)")
+        print(f"wrote {args.save} (G unchanged: resume it with the network's own --resume-kimg)")
 
 
 if __name__ == "__main__":
