@@ -143,6 +143,45 @@ def test_side_views_show_magenta_around_the_head_and_report_holes(tmp_path, monk
     assert "--labels gives 1 captions for 2 networks" in capsys.readouterr().err
 
 
+def test_ship_network_whole_keeps_every_network_and_the_training_metadata(tmp_path, monkeypatch, capsys):
+    import torch
+    from safetensors import safe_open
+
+    from cgsgan.io.checkpoint import read_metadata, read_state_dicts
+    from cgsgan.train.snapshots import find_snapshot, imported_images
+
+    snapshot = tmp_path / "network-snapshot-000001.safetensors"  # a float32 G_ema, G and D with training metadata
+    _trained_snapshot(tmp_path, snapshot)
+    out = tmp_path / "kept.safetensors"
+    monkeypatch.setattr(sys, "argv", ["ship_network.py", str(snapshot), "--whole", "--out", str(out)])
+    _tool("ship_network").main()
+    assert "every network in float16" in capsys.readouterr().out
+    assert read_metadata(out) == read_metadata(snapshot)
+    before, after = read_state_dicts(snapshot), read_state_dicts(out)
+    assert set(after) == {"G_ema", "G", "D"}
+    for name, state in before.items():
+        for key, value in state.items():
+            kept = after[name][key]
+            assert kept.dtype == (torch.float16 if value.is_floating_point() else value.dtype), key
+            assert torch.allclose(kept.float(), value.float(), rtol=1e-3, atol=1e-4), key
+    with safe_open(str(out), "pt") as f:
+        assert len(list(f.keys())) == sum(len(s) for s in before.values())
+    start = find_snapshot(out)  # a weights-only start that knows its image count and has its own D
+    assert start.state is None and imported_images(out) == (8, "the file's metadata")
+
+
+def _trained_snapshot(tmp_path: Path, out: Path) -> None:
+    """A run's snapshot after one step of tiny64 (batch 8) on noise heads, moved to ``out``."""
+    from test_dataset import noise_heads
+
+    from cgsgan.train import TrainConfig, Trainer
+    from cgsgan.train.snapshots import save_snapshot
+
+    trainer = Trainer(TrainConfig(preset="tiny64", batch=8, views=2), noise_heads(tmp_path / "heads"))
+    trainer.step()
+    save_snapshot(trainer, tmp_path / "run").rename(out)
+
+
 def test_fresh_discriminator_trains_d_alone_and_saves_it(tmp_path, monkeypatch, capsys):
     import torch
     from test_dataset import noise_heads

@@ -1,9 +1,12 @@
 """Write a training snapshot's G_ema as the package's built-in network (float16, generator only).
 
     python tools/ship_network.py out/evidence/network-snapshot-000010.safetensors
+    python tools/ship_network.py RUN/network-snapshot-000040.safetensors --whole --out kept.safetensors
 
 Float tensors are stored in float16 (half the size; loading casts them back to float32);
-integer buffers keep their type.
+integer buffers keep their type. --whole keeps every network of the snapshot (G_ema, G
+and D) with its metadata instead, so that `cgsgan train --resume kept.safetensors` goes
+on with the run's own discriminator (Adam's moments are not kept: they start fresh).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("snapshot", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "cgsgan" / "assets" / DEFAULT_NETWORK)
+    parser.add_argument("--whole", action="store_true", help="keep G_ema, G and D and the training metadata")
     args = parser.parse_args()
+    if args.whole:
+        size = _half_copy(args.snapshot, args.out)
+        print(f"wrote {args.out} ({size / 2**20:.1f} MB): every network in float16, metadata kept")
+        return
     state = read_state_dicts(args.snapshot)["G_ema"]
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     cfg = GeneratorConfig.from_dict(json.loads(read_metadata(args.snapshot)["generator"]))
@@ -29,6 +37,18 @@ def main() -> None:
     save_networks(args.out, {"G_ema": half}, cfg, source=source)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MB)")
     print(f"float16 vs float32, 8 frontal renders: {_render_difference(args.snapshot, args.out)}")
+
+
+def _half_copy(src: Path, dst: Path) -> int:
+    """Every tensor of a snapshot file in float16 (integers as they are), its metadata unchanged; bytes written."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, str(dst), metadata)
+    return dst.stat().st_size
 
 
 def _render_difference(full: Path, half: Path) -> str:
