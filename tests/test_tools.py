@@ -168,6 +168,10 @@ def test_ship_network_whole_keeps_every_network_and_the_training_metadata(tmp_pa
         assert len(list(f.keys())) == sum(len(s) for s in before.values())
     start = find_snapshot(out)  # a weights-only start that knows its image count and has its own D
     assert start.state is None and imported_images(out) == (8, "the file's metadata")
+    monkeypatch.setattr(sys, "argv", ["ship_network.py", str(snapshot), "--whole"])  # never over the built-in
+    with pytest.raises(SystemExit):
+        _tool("ship_network").main()
+    assert "--whole needs --out" in capsys.readouterr().err
 
 
 def _trained_snapshot(tmp_path: Path, out: Path) -> None:

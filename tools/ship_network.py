@@ -23,15 +23,17 @@ from cgsgan.io.checkpoint import read_metadata, read_state_dicts, save_networks
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("snapshot", type=Path)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "cgsgan" / "assets" / DEFAULT_NETWORK)
+    parser.add_argument("--out", type=Path, help="[default: the package's built-in network; required with --whole]")
     parser.add_argument("--whole", action="store_true", help="keep G_ema, G and D and the training metadata")
     args = parser.parse_args()
     if args.whole:
+        if args.out is None:
+            parser.error("--whole needs --out: a whole snapshot is not a built-in network")
         size = _half_copy(args.snapshot, args.out)
         print(f"wrote {args.out} ({size / 2**20:.1f} MB): every network in float16, metadata kept")
         return
-    state = read_state_dicts(args.snapshot)["G_ema"]
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    args.out = args.out or Path(__file__).parents[1] / "cgsgan" / "assets" / DEFAULT_NETWORK
+    half = _half(read_state_dicts(args.snapshot)["G_ema"])
     cfg = GeneratorConfig.from_dict(json.loads(read_metadata(args.snapshot)["generator"]))
     source = f"{args.snapshot.name}: {read_metadata(args.snapshot).get('source', '')}; G_ema in float16"
     save_networks(args.out, {"G_ema": half}, cfg, source=source)
@@ -39,15 +41,22 @@ def main() -> None:
     print(f"float16 vs float32, 8 frontal renders: {_render_difference(args.snapshot, args.out)}")
 
 
+def _half(tensors: dict) -> dict:
+    """Float tensors in float16, integer buffers as they are."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
 def _half_copy(src: Path, dst: Path) -> int:
-    """Every tensor of a snapshot file in float16 (integers as they are), its metadata unchanged; bytes written."""
+    """Every tensor of a snapshot file in float16, its metadata unchanged, written atomically; bytes written."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from cgsgan.atomic import atomic_write
 
     with safe_open(str(src), "pt") as f:
         metadata = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, str(dst), metadata)
+    atomic_write(dst, lambda out: out.write(save(_half(tensors), metadata=metadata)))
     return dst.stat().st_size
 
 
